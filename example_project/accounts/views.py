@@ -1,0 +1,21 @@
+from django.http import JsonResponse
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+
+def _describe(user):
+    return {"user_id": str(user.pk), "username": user.get_username(), "email": user.email}
+
+
+class MeView(APIView):
+    """The authenticated user, for DRF clients."""
+
+    def get(self, request):
+        return Response(_describe(request.user))
+
+
+def plain_me(request):
+    """The authenticated user, for a plain Django view behind the bearer middleware."""
+    if not request.user.is_authenticated:
+        return JsonResponse({"detail": "Authentication credentials were not provided."}, status=401)
+    return JsonResponse(_describe(request.user))

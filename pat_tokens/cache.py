@@ -1,0 +1,127 @@
+"""The optional cache of authenticated sessions (``CACHE_ALIAS``).
+
+An entry maps an access token digest to its row, with the user joined, for at most
+``CACHE_TIMEOUT`` and never past the access token's expiry. A hit costs one cache read and no
+query.
+
+Ending a session's cached access (revoke, refresh, a change to or deletion of its user) writes a
+*tombstone* for its digest and then deletes the entry. A lookup that missed the cache stores the
+row it read from the database and then reads the tombstone; when there is one, it deletes the entry
+it just stored. Whichever order the two sides run in, a session ended after the lookup's query
+cannot stay cached: either the deletion removes the new entry or the lookup sees the tombstone.
+
+Every cache call is guarded: when the backend fails, the error is logged and the caller carries on
+as if the cache were empty, so authentication falls back to the database.
+"""
+
+import logging
+
+from django.core.cache import caches
+from django.utils import timezone
+
+from .conf import pat_settings
+
+logger = logging.getLogger(__name__)
+
+KEY_PREFIX = "pat_tokens"
+# A tombstone must outlive any entry stored by a lookup that began before it was written.
+TOMBSTONE_EXTRA_SECONDS = 60
+
+
+def get_cache():
+    """Return the configured cache, or ``None`` when ``CACHE_ALIAS`` is not set."""
+    alias = pat_settings.CACHE_ALIAS
+    if alias is None:
+        return None
+    return caches[alias]
+
+
+def _entry_key(digest):
+    return f"{KEY_PREFIX}:session:{digest}"
+
+
+def _tombstone_key(digest):
+    return f"{KEY_PREFIX}:ended:{digest}"
+
+
+def _warn(action, error):
+    logger.warning(
+        "Token cache %s failed, using the database instead: %s: %s",
+        action,
+        type(error).__name__,
+        error,
+    )
+
+
+def read(digest):
+    """Return the cached row for an access digest, or ``None``. Never raises for the backend."""
+    cache = get_cache()
+    if cache is None:
+        return None
+    try:
+        return cache.get(_entry_key(digest))
+    except Exception as error:
+        _warn("read", error)
+        return None
+
+
+def store(token):
+    """Cache ``token``, a row read from the database with its user joined."""
+    cache = get_cache()
+    if cache is None:
+        return
+
+    remaining = (token.expires_access_token - timezone.now()).total_seconds()
+    timeout = min(pat_settings.CACHE_TIMEOUT.total_seconds(), remaining)
+    if timeout <= 0:
+        return
+
+    key = _entry_key(token.access_token)
+    try:
+        cache.set(key, token, timeout=timeout)
+        if cache.get(_tombstone_key(token.access_token)) is not None:
+            cache.delete(key)
+    except Exception as error:
+        _warn("write", error)
+        _delete_quietly(cache, [key])
+
+
+def forget(digests):
+    """End cached access for the given access digests, in every process sharing the cache."""
+    cache = get_cache()
+    if cache is None or not digests:
+        return
+
+    timeout = pat_settings.CACHE_TIMEOUT.total_seconds() * 2 + TOMBSTONE_EXTRA_SECONDS
+    try:
+        cache.set_many({_tombstone_key(digest): True for digest in digests}, timeout=timeout)
+        cache.delete_many([_entry_key(digest) for digest in digests])
+    except Exception as error:
+        # Nothing else can reach the entries; they expire within CACHE_TIMEOUT on their own.
+        logger.error(
+            "Token cache invalidation of %d session(s) failed; they may stay cached for up to %s: "
+            "%s: %s",
+            len(digests),
+            pat_settings.CACHE_TIMEOUT,
+            type(error).__name__,
+            error,
+        )
+
+
+def forget_user(user_pk):
+    """End cached access for every session of a user."""
+    from .models import PersonalAccessToken
+
+    if get_cache() is None:
+        return
+    digests = list(
+        PersonalAccessToken.objects.filter(user_id=user_pk).values_list("access_token", flat=True)
+    )
+    forget(digests)
+
+
+def _delete_quietly(cache, keys):
+    try:
+        cache.delete_many(keys)
+    except Exception as error:
+        _warn("delete", error)

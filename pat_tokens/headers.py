@@ -1,0 +1,56 @@
+"""Parsing of the ``Authorization`` request header (RFC 6750 section 2.1, RFC 9110 section 11.4)."""
+
+from .conf import pat_settings
+from .exceptions import InvalidHeader
+
+MAX_HEADER_LENGTH = 1024
+
+# RFC 9110 section 5.5: whitespace around a field value is not part of the value.
+OPTIONAL_WHITESPACE = " \t"
+
+
+def _is_visible_ascii(text):
+    return all("\x21" <= character <= "\x7e" for character in text)
+
+
+def get_bearer_token(header):
+    """Return the credential of a bearer ``Authorization`` header value, or ``None``.
+
+    Return ``None`` when there is no credential for this app: no header, an empty or blank one,
+    or a scheme that is not in ``AUTH_HEADER_TYPES``. Schemes compare case-insensitively.
+
+    Raise :class:`~pat_tokens.exceptions.InvalidHeader` when the scheme is ours but the rest is
+    not ``1*SP token``: no token, two or more tokens, a tab or other control character, a byte
+    outside visible ASCII, or a value over ``MAX_HEADER_LENGTH`` characters.
+    """
+    if not header:
+        return None
+    header = header.strip(OPTIONAL_WHITESPACE)
+    if not header:
+        return None
+
+    scheme, separator, rest = _split_scheme(header)
+    accepted = {accepted.lower() for accepted in pat_settings.AUTH_HEADER_TYPES}
+    if scheme.lower() not in accepted:
+        return None
+
+    if len(header) > MAX_HEADER_LENGTH:
+        raise InvalidHeader()
+    if separator != " ":
+        raise InvalidHeader()
+
+    token = rest.lstrip(" ")
+    if not token or not _is_visible_ascii(token):
+        raise InvalidHeader()
+    return token
+
+
+def _split_scheme(header):
+    """Split ``header`` at its first whitespace or control character.
+
+    Return ``(scheme, separator, rest)``; ``separator`` is ``""`` when the header is a bare scheme.
+    """
+    for index, character in enumerate(header):
+        if not "\x21" <= character <= "\x7e":
+            return header[:index], character, header[index + 1 :]
+    return header, "", ""
