@@ -1,8 +1,8 @@
 """The ``PAT_TOKENS`` settings dict, read when used.
 
-``pat_settings.ACCESS_TOKEN_LIFETIME`` and its siblings read ``settings.PAT_TOKENS`` the first time
-they are used and again after ``override_settings`` (or pytest-django's ``settings`` fixture) changes
-it, so nothing captured at import time goes stale.
+``pat_settings.ACCESS_TOKEN_LIFETIME`` and its siblings read ``settings.PAT_TOKENS`` when first
+used and again after ``override_settings`` (or pytest-django's ``settings`` fixture) changes it, so
+nothing captured at import time goes stale.
 """
 
 from datetime import timedelta
@@ -128,7 +128,7 @@ VALIDATORS = {
 
 
 class Problem(NamedTuple):
-    """One thing wrong with ``PAT_TOKENS``; ``check_id`` is the system check id it is reported as."""
+    """One thing wrong with ``PAT_TOKENS``, with the id of the system check that reports it."""
 
     check_id: str
     key: str | None

@@ -68,11 +68,8 @@ class PersonalAccessToken(models.Model):
 
     def __str__(self):
         # Only the id and the user: a row's text ends up in admin log entries and error reports.
-        if PersonalAccessToken.user.is_cached(self):
-            owner = str(self.user)
-        else:
-            owner = str(self.user_id)
-        return gettext("session %(id)s of %(user)s") % {"id": self.pk, "user": owner}
+        owner = self.user if PersonalAccessToken.user.is_cached(self) else self.user_id
+        return gettext("session %(id)s of %(user)s") % {"id": self.pk, "user": str(owner)}
 
     def access_expired(self, now=None):
         return (now or timezone.now()) >= self.expires_access_token
