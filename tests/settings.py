@@ -57,8 +57,17 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {"default": dj_database_url.config(default="sqlite://:memory:")}
+DATABASES = {
+    "default": dj_database_url.parse(os.environ.get("DATABASE_URL") or "sqlite://:memory:")
+}
 DATABASE_VENDOR = DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
+if DATABASE_VENDOR != "sqlite3":
+    # One test database per pytest process, so parallel runs on one server do not collide. A
+    # child process started by a test finds the parent's database through PAT_TEST_DB_NAME.
+    DATABASES["default"]["TEST"] = {
+        "NAME": os.environ.get("PAT_TEST_DB_NAME")
+        or f"test_{DATABASES['default']['NAME']}_{os.getpid()}"
+    }
 if DATABASE_VENDOR == "sqlite3":
     DATABASES["default"]["OPTIONS"] = {"transaction_mode": "IMMEDIATE", "timeout": 20}
     # A file, not memory: the concurrency tests open one connection per thread.

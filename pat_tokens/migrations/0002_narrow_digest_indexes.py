@@ -60,6 +60,9 @@ def _pattern_indexes(connection):
 
 
 class Migration(migrations.Migration):
+    # MySQL cannot roll DDL back, and Django refuses DDL inside a transaction there.
+    atomic = False
+
     dependencies = [("pat_tokens", "0001_initial")]
 
-    operations = [migrations.RunPython(narrow, widen, elidable=False)]
+    operations = [migrations.RunPython(narrow, widen, atomic=False, elidable=False)]
