@@ -36,8 +36,8 @@ DEFAULT_URLS = {
     "postgres": "postgres://postgres@127.0.0.1:5432/pat_tokens",
 }
 NAMES = {"sqlite": "SQLite", "mysql": "MySQL/MariaDB", "postgres": "PostgreSQL"}
-# The integer-keyed user model runs the full suite on SQLite and these files on the servers.
-INT_USER_SUBSET = ["tests/test_schema.py", "tests/test_models.py", "tests/test_api_flow.py"]
+# These files run once more per database with the integer-keyed user model and USE_TZ off.
+NAIVE_TIME_SUBSET = ["tests/test_schema.py", "tests/test_models.py", "tests/test_api_flow.py"]
 
 
 def in_ci():
@@ -123,36 +123,26 @@ def read_counts(report):
 
 
 def planned_runs(pytest_args):
-    only = {name for name in os.environ.get("PAT_TEST_ONLY", "").split(",") if name}
+    """Return (database kind, label, environment, pytest arguments) for each pytest run."""
     sqlite_file = Path(tempfile.gettempdir()) / f"pat-tokens-test-{os.getpid()}.sqlite3"
-    runs = [
-        (
-            "sqlite",
-            "SQLite",
-            {"DATABASE_URL": "sqlite://:memory:", "PAT_TEST_SQLITE_NAME": str(sqlite_file)},
-            pytest_args,
-        ),
-    ]
-    runs.append(
-        (
-            "sqlite",
-            "SQLite, integer-keyed user model",
-            {**runs[0][2], "PAT_TEST_USER_MODEL": "int"},
-            pytest_args,
-        )
-    )
-    for kind in ("mysql", "postgres"):
-        url = os.environ.get(f"PAT_TEST_{kind.upper()}_URL", DEFAULT_URLS[kind])
-        runs.append((kind, NAMES[kind], {"DATABASE_URL": url}, pytest_args))
-        subset = pytest_args or INT_USER_SUBSET
-        runs.append(
-            (
-                kind,
-                f"{NAMES[kind]}, integer-keyed user model",
-                {"DATABASE_URL": url, "PAT_TEST_USER_MODEL": "int"},
-                subset,
-            )
-        )
+    urls = {
+        "sqlite": "sqlite://:memory:",
+        "mysql": os.environ.get("PAT_TEST_MYSQL_URL", DEFAULT_URLS["mysql"]),
+        "postgres": os.environ.get("PAT_TEST_POSTGRES_URL", DEFAULT_URLS["postgres"]),
+    }
+    naive_time = {"PAT_TEST_USER_MODEL": "int", "PAT_TEST_USE_TZ": "0"}
+
+    runs = []
+    for kind, url in urls.items():
+        env = {"DATABASE_URL": url, "PAT_TEST_SQLITE_NAME": str(sqlite_file)}
+        runs.append((kind, NAMES[kind], env, pytest_args))
+        if kind == "sqlite":
+            label = "SQLite, integer-keyed user model"
+            runs.append((kind, label, {**env, "PAT_TEST_USER_MODEL": "int"}, pytest_args))
+        label = f"{NAMES[kind]}, integer-keyed user model, USE_TZ off"
+        runs.append((kind, label, {**env, **naive_time}, pytest_args or NAIVE_TIME_SUBSET))
+
+    only = {name for name in os.environ.get("PAT_TEST_ONLY", "").split(",") if name}
     if only:
         runs = [run for run in runs if run[0] in only]
     return runs

@@ -1,6 +1,7 @@
 import pytest
 from django.conf import settings
 from django.db import connection
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from pat_tokens import services
@@ -56,3 +57,26 @@ def pair(alice):
 
 def bearer(token):
     return {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+
+
+class Clock:
+    """Move time-machine's clock with the datetimes Django uses, naive ones included."""
+
+    def __init__(self, traveller):
+        self.traveller = traveller
+
+    def move_to(self, moment):
+        if timezone.is_naive(moment):
+            moment = timezone.make_aware(moment)
+        self.traveller.move_to(moment, tick=False)
+
+    def shift(self, delta):
+        self.move_to(timezone.now() + delta)
+
+
+@pytest.fixture
+def clock(time_machine):
+    """A frozen clock that works with USE_TZ on and off."""
+    current = Clock(time_machine)
+    current.move_to(timezone.now())
+    return current

@@ -2,7 +2,7 @@
 
 ``DATABASE_URL`` selects the database (SQLite in memory by default). ``PAT_TEST_USER_MODEL=int``
 swaps the example project's UUID-keyed user for ``tests.intuser.IntUser``, whose integer key is
-named ``uid``.
+named ``uid``. ``PAT_TEST_USE_TZ=0`` turns ``USE_TZ`` off.
 """
 
 import os
@@ -90,8 +90,12 @@ CACHES = {
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
-USE_TZ = True
-TIME_ZONE = "UTC"
+# PAT_TEST_USE_TZ=0 runs the suite with naive datetimes in a zone far from UTC.
+USE_TZ = os.environ.get("PAT_TEST_USE_TZ", "1") == "1"
+TIME_ZONE = "UTC" if USE_TZ else "America/Chicago"
+if DATABASE_VENDOR == "mysql" and not USE_TZ:
+    # MySQL's CURRENT_TIMESTAMP follows the session time zone; it must match TIME_ZONE.
+    DATABASES["default"]["OPTIONS"]["init_command"] = f"SET time_zone = '{TIME_ZONE}'"
 STATIC_URL = "static/"
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
 
