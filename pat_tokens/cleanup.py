@@ -1,0 +1,111 @@
+"""Batch deletion of sessions whose refresh token has expired.
+
+A session is expired from the instant of its refresh token's expiry on
+(``expires_refresh_token <= now``), the boundary that authentication and refresh use too. Such a
+row can no longer authenticate, because an access token never outlives its refresh token, so its
+cached entry (if any) cannot grant access either and nothing is removed from the cache.
+
+Each batch is two statements, each in its own transaction:
+
+1. ``SELECT id ... WHERE expires_refresh_token <= %s ORDER BY expires_refresh_token LIMIT n``,
+   which walks the ``expires_refresh_token`` index and returns at most ``n`` primary keys;
+2. ``DELETE ... WHERE id IN (<those keys>) AND expires_refresh_token <= %s``.
+
+The key list is sent as literal values. A sliced queryset as the ``IN`` subquery would put
+``LIMIT`` inside the subquery, which MySQL and MariaDB reject (error 1235). The ``DELETE``
+repeats the expiry condition, so a row refreshed between the two statements (by a server whose
+clock runs behind) is kept. Memory holds one batch of keys at a time, and row locks last one short
+``DELETE``, so the application keeps serving while a large backlog is cleared.
+
+No ``token_revoked`` signal is sent. Rows are deleted with ``QuerySet.delete()``, so if the
+project connects ``pre_delete`` or ``post_delete`` receivers to ``PersonalAccessToken``, Django
+fetches each batch's rows to send those signals. Memory then stays bounded by the batch size too.
+"""
+
+import logging
+
+from django.db import connections, router
+from django.utils import timezone
+
+from .models import PersonalAccessToken
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BATCH_SIZE = 1000
+
+
+def max_batch_size(using):
+    """Return the largest batch the database ``using`` accepts, or ``None`` for no limit.
+
+    A ``DELETE`` sends one parameter per key plus one for the expiry. Django assumes 999
+    parameters per statement on SQLite, the limit of SQLite releases before 3.32.
+    """
+    max_params = connections[using].features.max_query_params
+    return None if max_params is None else max_params - 1
+
+
+def database_alias():
+    """Return the alias of the database that the cleanup reads and writes.
+
+    Both statements go to the database for writes: reading the keys from a lagging replica would
+    find rows that the primary has deleted already.
+    """
+    return router.db_for_write(PersonalAccessToken)
+
+
+def expired_rows(now, using):
+    """Return the rows whose refresh token expired at or before ``now``."""
+    return PersonalAccessToken.objects.using(using).expired(now)
+
+
+def batch_keys_query(now, batch_size, using):
+    """Return the query that selects the primary keys of the next batch.
+
+    Ordering by ``expires_refresh_token`` lets the database read the batch from that column's
+    index and stop after ``batch_size`` entries, instead of scanning the table.
+    """
+    return (
+        expired_rows(now, using)
+        .order_by("expires_refresh_token")
+        .values_list("pk", flat=True)[:batch_size]
+    )
+
+
+def count_expired(now=None, using=None):
+    """Return how many rows ``delete_expired`` would delete now: one ``COUNT`` query."""
+    using = using or database_alias()
+    return expired_rows(now or timezone.now(), using).count()
+
+
+def delete_expired(batch_size=DEFAULT_BATCH_SIZE, now=None, using=None, on_batch=None):
+    """Delete the rows whose refresh token expired at or before ``now``; return the count.
+
+    ``now`` is read once, at the start, so that rows expiring during a long run cannot keep it
+    going. ``on_batch(deleted, total)`` is called after each batch that deleted rows. Call this
+    outside ``transaction.atomic()``: inside one, every batch would join the outer transaction
+    and hold its locks until the end.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}.")
+
+    using = using or database_alias()
+    limit = max_batch_size(using)
+    if limit is not None:
+        batch_size = min(batch_size, limit)
+    now = now or timezone.now()
+
+    total = 0
+    while True:
+        keys = list(batch_keys_query(now, batch_size, using))
+        if not keys:
+            break
+
+        deleted, _ = expired_rows(now, using).filter(pk__in=keys).delete()
+        total += deleted
+        if on_batch is not None and deleted:
+            on_batch(deleted, total)
+        if len(keys) < batch_size:
+            break
+
+    logger.info("Deleted %d expired session(s)", total)
+    return total
