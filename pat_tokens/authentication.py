@@ -1,6 +1,7 @@
 """DRF authentication with ``Authorization: Bearer <access token>``."""
 
 import logging
+from typing import NamedTuple
 
 from django.utils import timezone
 from rest_framework import authentication
@@ -13,8 +14,51 @@ from .models import PersonalAccessToken
 logger = logging.getLogger(__name__)
 
 REALM = "api"
-# DRF's Request passes unknown attributes through to the HttpRequest, so this is set on both.
-BEARER_ERROR_ATTRIBUTE = "_pat_tokens_bearer_error"
+# The attribute of the Django HttpRequest that keeps the outcome of authenticate_request().
+OUTCOME_ATTRIBUTE = "_pat_tokens_outcome"
+
+
+class Outcome(NamedTuple):
+    """The outcome of one request's bearer header: ``(user, row)``, nothing, or an error class."""
+
+    result: tuple | None
+    error: type[BearerAuthenticationFailed] | None
+
+
+def authenticate_request(request):
+    """Authenticate the bearer header of ``request``, a Django ``HttpRequest``, once per request.
+
+    Return ``(user, row)``, or ``None`` when the request carries no credential for this app; raise
+    a :class:`~pat_tokens.exceptions.BearerAuthenticationFailed` subclass for a bad one. The outcome
+    is kept on the request, so the middleware and the DRF class together cost one lookup. Database
+    errors propagate and are not kept.
+    """
+    outcome = getattr(request, OUTCOME_ATTRIBUTE, None)
+    if outcome is None:
+        outcome = _authenticate_header(request)
+        setattr(request, OUTCOME_ATTRIBUTE, outcome)
+
+    if outcome.error is not None:
+        raise outcome.error()
+    return outcome.result
+
+
+def bearer_error(request):
+    """Return the RFC 6750 error code of the bearer failure kept on ``request``, or ``None``."""
+    outcome = getattr(request, OUTCOME_ATTRIBUTE, None)
+    if outcome is None or outcome.error is None:
+        return None
+    return outcome.error.bearer_error
+
+
+def _authenticate_header(request):
+    try:
+        token = get_bearer_token(request.META.get("HTTP_AUTHORIZATION"))
+        if token is None:
+            return Outcome(None, None)
+        return Outcome(authenticate_token(token, request), None)
+    except BearerAuthenticationFailed as error:
+        return Outcome(None, type(error))
 
 
 def authenticate_token(token, request=None):
@@ -85,14 +129,12 @@ class PersonalAccessTokenAuthentication(authentication.BaseAuthentication):
     """
 
     def authenticate(self, request):
-        try:
-            token = get_bearer_token(request.META.get("HTTP_AUTHORIZATION"))
-            if token is None:
-                return None
-            return authenticate_token(token, request)
-        except BearerAuthenticationFailed as error:
-            setattr(request, BEARER_ERROR_ATTRIBUTE, error.bearer_error)
-            raise
+        return authenticate_request(_http_request(request))
 
     def authenticate_header(self, request):
-        return challenge(getattr(request, BEARER_ERROR_ATTRIBUTE, None))
+        return challenge(bearer_error(_http_request(request)))
+
+
+def _http_request(request):
+    # DRF passes its Request, which wraps the HttpRequest the middleware saw.
+    return getattr(request, "_request", request)

@@ -44,31 +44,37 @@ def _tombstone_key(digest):
     return f"{KEY_PREFIX}:ended:{digest}"
 
 
-def _warn(action, error):
+def _describe(error, digests):
+    """Return ``error`` as text for a log line, with any of ``digests`` (keys name them) cut out."""
+    text = str(error)
+    for digest in digests:
+        text = text.replace(digest, "<digest>")
+    return f"{type(error).__name__}: {text}"
+
+
+def _warn(action, error, digests):
     logger.warning(
-        "Token cache %s failed, using the database instead: %s: %s",
+        "Token cache %s failed, using the database instead: %s",
         action,
-        type(error).__name__,
-        error,
+        _describe(error, digests),
     )
 
 
 def read(digest):
     """Return the cached row for an access digest, or ``None``. Never raises for the backend."""
-    cache = get_cache()
-    if cache is None:
+    if pat_settings.CACHE_ALIAS is None:
         return None
     try:
-        return cache.get(_entry_key(digest))
+        return get_cache().get(_entry_key(digest))
     except Exception as error:
-        _warn("read", error)
+        # Any backend, any error: a cache must never be the reason a request fails.
+        _warn("read", error, [digest])
         return None
 
 
 def store(token):
     """Cache ``token``, a row read from the database with its user joined."""
-    cache = get_cache()
-    if cache is None:
+    if pat_settings.CACHE_ALIAS is None:
         return
 
     remaining = (token.expires_access_token - timezone.now()).total_seconds()
@@ -76,35 +82,36 @@ def store(token):
     if timeout <= 0:
         return
 
-    key = _entry_key(token.access_token)
+    digest = token.access_token
+    key = _entry_key(digest)
     try:
+        cache = get_cache()
         cache.set(key, token, timeout=timeout)
-        if cache.get(_tombstone_key(token.access_token)) is not None:
+        if cache.get(_tombstone_key(digest)) is not None:
             cache.delete(key)
     except Exception as error:
-        _warn("write", error)
-        _delete_quietly(cache, [key])
+        _warn("write", error, [digest])
+        _delete_quietly(key, digest)
 
 
 def forget(digests):
     """End cached access for the given access digests, in every process sharing the cache."""
-    cache = get_cache()
-    if cache is None or not digests:
+    if pat_settings.CACHE_ALIAS is None or not digests:
         return
 
     timeout = pat_settings.CACHE_TIMEOUT.total_seconds() * 2 + TOMBSTONE_EXTRA_SECONDS
     try:
+        cache = get_cache()
         cache.set_many({_tombstone_key(digest): True for digest in digests}, timeout=timeout)
         cache.delete_many([_entry_key(digest) for digest in digests])
     except Exception as error:
         # Nothing else can reach the entries; they expire within CACHE_TIMEOUT on their own.
         logger.error(
             "Token cache invalidation of %d session(s) failed; they may stay cached for up to %s: "
-            "%s: %s",
+            "%s",
             len(digests),
             pat_settings.CACHE_TIMEOUT,
-            type(error).__name__,
-            error,
+            _describe(error, digests),
         )
 
 
@@ -112,7 +119,7 @@ def forget_user(user_pk):
     """End cached access for every session of a user."""
     from .models import PersonalAccessToken
 
-    if get_cache() is None:
+    if pat_settings.CACHE_ALIAS is None:
         return
     digests = list(
         PersonalAccessToken.objects.filter(user_id=user_pk).values_list("access_token", flat=True)
@@ -120,8 +127,8 @@ def forget_user(user_pk):
     forget(digests)
 
 
-def _delete_quietly(cache, keys):
+def _delete_quietly(key, digest):
     try:
-        cache.delete_many(keys)
+        get_cache().delete(key)
     except Exception as error:
-        _warn("delete", error)
+        _warn("delete", error, [digest])

@@ -1,5 +1,7 @@
 """Parsing of the ``Authorization`` request header (RFC 6750 section 2.1, RFC 9110 section 11.4)."""
 
+import re
+
 from .conf import pat_settings
 from .exceptions import InvalidHeader
 
@@ -8,9 +10,11 @@ MAX_HEADER_LENGTH = 1024
 # RFC 9110 section 5.5: whitespace around a field value is not part of the value.
 OPTIONAL_WHITESPACE = " \t"
 
+# RFC 9110 section 11.1: an auth-scheme is a token, a run of visible ASCII characters.
+SCHEME = re.compile(r"[!-~]*")
 
-def _is_visible_ascii(text):
-    return all("\x21" <= character <= "\x7e" for character in text)
+# RFC 6750 section 2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
 
 def get_bearer_token(header):
@@ -20,8 +24,9 @@ def get_bearer_token(header):
     or a scheme that is not in ``AUTH_HEADER_TYPES``. Schemes compare case-insensitively.
 
     Raise :class:`~pat_tokens.exceptions.InvalidHeader` when the scheme is ours but the rest is
-    not ``1*SP token``: no token, two or more tokens, a tab or other control character, a byte
-    outside visible ASCII, or a value over ``MAX_HEADER_LENGTH`` characters.
+    not ``1*SP b64token``: no token, two or more tokens, a tab or other control character, a
+    character outside visible ASCII or outside the b64token alphabet, or a value over
+    ``MAX_HEADER_LENGTH`` characters.
     """
     if not header:
         return None
@@ -40,17 +45,15 @@ def get_bearer_token(header):
         raise InvalidHeader()
 
     token = rest.lstrip(" ")
-    if not token or not _is_visible_ascii(token):
+    if not B64TOKEN.fullmatch(token):
         raise InvalidHeader()
     return token
 
 
 def _split_scheme(header):
-    """Split ``header`` at its first whitespace or control character.
+    """Split ``header`` at its first character that is not visible ASCII.
 
     Return ``(scheme, separator, rest)``; ``separator`` is ``""`` when the header is a bare scheme.
     """
-    for index, character in enumerate(header):
-        if not "\x21" <= character <= "\x7e":
-            return header[:index], character, header[index + 1 :]
-    return header, "", ""
+    end = SCHEME.match(header).end()
+    return header[:end], header[end : end + 1], header[end + 1 :]

@@ -6,8 +6,11 @@ from django.db.models.signals import post_save, pre_delete
 from . import cache
 
 
-def _user_saved(sender, instance, update_fields=None, **kwargs):
-    # A login saves only last_login, which cannot change whether a session may authenticate.
+def _user_saved(sender, instance, created=False, update_fields=None, **kwargs):
+    # A new user has no sessions yet. A login saves only last_login, which cannot change whether
+    # a session may authenticate.
+    if created:
+        return
     if update_fields is not None and set(update_fields) <= {"last_login"}:
         return
     cache.forget_user(instance.pk)
