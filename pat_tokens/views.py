@@ -10,7 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from . import services
-from .authentication import PersonalAccessTokenAuthentication
+from .authentication import PersonalAccessTokenAuthentication, challenge
 from .exceptions import (
     InvalidCredentials,
     RequestTooLarge,
@@ -71,6 +71,10 @@ class TokenView(PatTokensAPIView):
 
     def get_throttles(self):
         return throttles_for(self)
+
+    def get_authenticate_header(self, request):
+        # Without an authentication class DRF would turn the 401s of these views into 403s.
+        return challenge()
 
     def check_grant_type(self, request):
         """Return whether the body uses the OAuth form; reject other grant types."""
