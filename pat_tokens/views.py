@@ -19,6 +19,7 @@ from .exceptions import (
     UnsupportedGrantType,
 )
 from .models import PersonalAccessToken
+from .parsers import PARSER_CLASSES
 from .serializers import ObtainSerializer, RefreshSerializer, SessionSerializer, token_response_data
 from .throttling import throttles_for
 
@@ -36,8 +37,9 @@ MAX_SESSION_ID = 2**31 - 1
 
 
 class PatTokensAPIView(APIView):
-    """Base view: every error body carries a ``code``; oversized bodies get 413."""
+    """Base view: every error body carries a ``code``, and an oversized body gets 413."""
 
+    parser_classes = PARSER_CLASSES
     oauth_errors = False
 
     def initial(self, request, *args, **kwargs):
