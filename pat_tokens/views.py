@@ -36,6 +36,15 @@ OAUTH_ERRORS = {
 MAX_SESSION_ID = 2**31 - 1
 
 
+def is_decimal(text):
+    """Return whether ``text`` is ASCII digits only.
+
+    ``str.isdigit()`` alone accepts other Unicode digits: ``int()`` reads "١" (Arabic-Indic one)
+    as 1 and raises ``ValueError`` for "²".
+    """
+    return text.isascii() and text.isdigit()
+
+
 class PatTokensAPIView(APIView):
     """Base view: every error body carries a ``code``, and an oversized body gets 413."""
 
@@ -46,7 +55,7 @@ class PatTokensAPIView(APIView):
         # DRF's parsers read the body as a stream, past Django's DATA_UPLOAD_MAX_MEMORY_SIZE check.
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         length = request.META.get("CONTENT_LENGTH") or "0"
-        if limit is not None and (not length.isdigit() or int(length) > limit):
+        if limit is not None and (not is_decimal(length) or int(length) > limit):
             raise RequestTooLarge()
         super().initial(request, *args, **kwargs)
 
@@ -180,7 +189,7 @@ class SessionDetailView(BearerView):
     """Revoke one of the authenticated user's sessions."""
 
     def delete(self, request, session_id):
-        if not session_id.isdigit() or not 0 < int(session_id) <= MAX_SESSION_ID:
+        if not is_decimal(session_id) or not 0 < int(session_id) <= MAX_SESSION_ID:
             raise SessionNotFound()
 
         sessions = PersonalAccessToken.objects.filter(pk=int(session_id), user=request.user)
