@@ -160,7 +160,8 @@ def main():
             problem = server_problem(kind, env["DATABASE_URL"])
             if problem:
                 if label == NAMES[kind]:
-                    (failed_servers if in_ci() else skipped).append(f"{NAMES[kind]}: {problem}")
+                    message = f"the {NAMES[kind]} suites: {problem}"
+                    (failed_servers if in_ci() else skipped).append(message)
                 continue
         returncode, counts = run_pytest(label, env, args)
         results.append((label, returncode, counts))
@@ -174,9 +175,9 @@ def main():
             f"{counts['skipped']} skipped: {state}"
         )
     for reason in skipped:
-        say(f"  SKIPPED the {reason}")
+        say(f"  SKIPPED {reason}")
     for reason in failed_servers:
-        say(f"  FAILED: the {reason} (CI=true makes every database mandatory)")
+        say(f"  FAILED {reason} (with CI=true every database is mandatory)")
 
     totals = {
         key: sum(counts[key] for _, _, counts in results) for key in ("passed", "failed", "skipped")
