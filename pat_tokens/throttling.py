@@ -11,7 +11,8 @@ class TokenViewRateThrottle(ScopedRateThrottle):
 
     The scope is ``pat_tokens.<view>``. A host's ``DEFAULT_THROTTLE_RATES`` entry for the scope
     wins; otherwise the app's rate for the view applies, and ``None`` (or no rate at all) means no
-    limit. DRF's own ``ScopedRateThrottle`` raises ``ImproperlyConfigured`` for a scope without a rate.
+    limit. DRF's own ``ScopedRateThrottle`` raises ``ImproperlyConfigured`` for a scope without
+    a rate.
     """
 
     scope_prefix = "pat_tokens."

@@ -127,8 +127,9 @@ class ObtainTokenView(TokenView):
         if user is None or not getattr(user, "is_active", True):
             raise InvalidCredentials()
 
-        user_logged_in.send(sender=user.__class__, request=request._request, user=user)
         pair = services.issue_pair(user, request=request._request)
+        # Django's own receiver of this signal updates last_login.
+        user_logged_in.send(sender=user.__class__, request=request._request, user=user)
         return self.token_response(pair)
 
 
