@@ -1,3 +1,5 @@
+import importlib.util
+
 from django.apps import AppConfig
 from django.utils.translation import gettext_lazy as _
 
@@ -11,3 +13,5 @@ class PatTokensConfig(AppConfig):
         from . import checks, receivers  # noqa: F401  (checks register themselves)
 
         receivers.connect()
+        if importlib.util.find_spec("drf_spectacular") is not None:
+            from . import schema  # noqa: F401  (the OpenAPI extensions register themselves)
