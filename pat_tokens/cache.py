@@ -61,7 +61,7 @@ def _warn(action, error, digests):
 
 
 def read(digest):
-    """Return the cached row for an access digest, or ``None``. Never raises for the backend."""
+    """Return the cached row for an access digest, or ``None`` (also when the backend fails)."""
     if pat_settings.CACHE_ALIAS is None:
         return None
     try:

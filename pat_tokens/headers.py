@@ -24,9 +24,9 @@ def get_bearer_token(header):
     or a scheme that is not in ``AUTH_HEADER_TYPES``. Schemes compare case-insensitively.
 
     Raise :class:`~pat_tokens.exceptions.InvalidHeader` when the scheme is ours but the rest is
-    not ``1*SP b64token``: no token, two or more tokens, a tab or other control character, a
-    character outside visible ASCII or outside the b64token alphabet, or a value over
-    ``MAX_HEADER_LENGTH`` characters.
+    not ``1*SP b64token``. That covers a missing token, two or more tokens, a tab or other
+    control character, and a character outside the b64token alphabet (non-ASCII included). A
+    value over ``MAX_HEADER_LENGTH`` characters is also invalid.
     """
     if not header:
         return None

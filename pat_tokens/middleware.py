@@ -19,10 +19,10 @@ class PersonalAccessTokenMiddleware:
     A bearer-authenticated request to a plain view is exempt from CSRF checks: the browser does
     not attach the header on its own, so a cross-site request cannot carry it.
 
-    DRF views are left to their own authentication classes: the middleware answers no 401 and
-    lifts no CSRF check for them. The DRF class reuses the outcome kept on the request, so a request
-    costs one lookup either way, and a view without bearer authentication, such as the token
-    refresh view, still works when the client sends an expired access token along.
+    DRF views are left to their own authentication classes, so for them the middleware sends no
+    401 and lifts no CSRF check. The DRF class reuses the outcome kept on the request, so a request
+    costs one lookup either way. A view without bearer authentication, such as the token refresh
+    view, therefore still works when the client sends an expired access token along.
     """
 
     def __init__(self, get_response):

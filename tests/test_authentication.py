@@ -187,7 +187,7 @@ def test_deleted_user_is_token_invalid(api_client, pair, alice, bob, how):
     assert get_me(api_client, bob_session.access_token)[0].status_code == 200
 
 
-def test_new_user_with_same_username_gets_no_old_tokens(api_client, pair, alice):
+def test_same_username_gets_no_old_tokens(api_client, pair, alice):
     alice.delete()
     new_alice = UserFactory(username="alice", email="alice@example.com")
 

@@ -405,7 +405,7 @@ def test_cache_backend_that_cannot_load(api_client, pair, settings, caplog):
     assert cache_warnings(caplog)
 
 
-# The database fails; the cache still answers for what it holds.
+# The database fails, but the cache still authenticates the sessions it contains.
 
 
 def fail_every_query(execute, sql, params, many, context):

@@ -37,7 +37,7 @@ WORKER_TIMEOUT_SECONDS = 60
 
 @pytest.fixture(scope="session")
 def redis_server():
-    """A client of the test Redis server; skip (fail under ``CI=true``) when it does not answer."""
+    """A client of the test Redis server; skip (fail under ``CI=true``) when it is unreachable."""
     client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=5)
     try:
         client.ping()

@@ -2,7 +2,7 @@
 
 Every case runs against ``/api/me/`` (the DRF class) and ``/plain/me/`` (the middleware in front
 of a plain Django view). A malformed header or a string that cannot be a token must be rejected
-without a database query; a header that is absent, empty or of another scheme is no credential.
+without a database query. A header that is absent, empty or of another scheme is no credential.
 """
 
 import pytest
@@ -35,14 +35,14 @@ def request_with(client, path, header):
 
 
 def assert_no_credential(response, path):
-    """Check the answer to a request that carries no credential for this app."""
+    """Check the response to a request that carries no credential for this app."""
     assert response.status_code == 401
     if path == DRF_PATH:
         # DRF's own response: its body has no code, its challenge no error.
         assert response.json() == {"detail": NOT_PROVIDED}
         assert response["WWW-Authenticate"] == 'Bearer realm="api"'
     else:
-        # The middleware leaves the request alone; the plain view answers for itself.
+        # The middleware leaves the request alone; the plain view sends its own 401.
         assert response.json() == {"detail": NOT_PROVIDED}
         assert "WWW-Authenticate" not in response
 

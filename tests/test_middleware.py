@@ -44,7 +44,7 @@ def assert_error(response, error_class):
 # What the view gets.
 
 
-def test_sets_user_auth_and_csrf_exemption_for_plain_view(rf, pair, alice):
+def test_plain_view_gets_user_and_csrf_exemption(rf, pair, alice):
     request = run_middleware(rf.get("/plain/me/", **bearer(pair.access_token)))
 
     assert request.user == alice
@@ -146,7 +146,7 @@ def csrf_client():
     return Client(enforce_csrf_checks=True)
 
 
-def test_bearer_post_to_plain_view_needs_no_csrf_token(csrf_client, pair):
+def test_bearer_post_needs_no_csrf_token(csrf_client, pair):
     response = csrf_client.post("/plain/me/", **bearer(pair.access_token))
 
     assert response.status_code == 200
@@ -161,15 +161,13 @@ def test_session_post_to_plain_view_needs_csrf_token(csrf_client, alice):
     assert response.status_code == 403
 
 
-def test_bad_bearer_post_to_plain_view_is_401_not_csrf_403(csrf_client, db):
+def test_bad_bearer_post_is_401_not_403(csrf_client, db):
     response = csrf_client.post("/plain/me/", **bearer(tokens.generate(tokens.TokenKind.ACCESS)))
 
     assert_error(response, TokenInvalid)
 
 
-def test_bearer_does_not_lift_csrf_for_drf_session_login(
-    csrf_client, pair, bob, settings, monkeypatch
-):
+def test_drf_session_keeps_csrf_check(csrf_client, pair, bob, settings, monkeypatch):
     """With SessionAuthentication first, a session cookie still needs its CSRF token."""
     settings.REST_FRAMEWORK = {
         **settings.REST_FRAMEWORK,
