@@ -91,9 +91,14 @@ def _lock_user(user):
 
 def _evict_beyond(user, limit):
     newest_first = PersonalAccessToken.objects.filter(user=user).order_by("-created_at", "-pk")
-    evicted = list(newest_first[limit:])
-    if evicted:
-        PersonalAccessToken.objects.filter(pk__in=[row.pk for row in evicted]).delete()
+    pks = list(newest_first.values_list("pk", flat=True)[limit:])
+    if not pks:
+        return []
+    # The rows are read again under a lock, by primary key as revoking does: a refresh that
+    # committed after the first read has replaced the access digest, and the cache entry to end
+    # is that of the new digest.
+    evicted = list(PersonalAccessToken.objects.filter(pk__in=pks).select_for_update())
+    PersonalAccessToken.objects.filter(pk__in=[row.pk for row in evicted]).delete()
     return evicted
 
 
