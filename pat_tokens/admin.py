@@ -1,7 +1,7 @@
 """Django admin for sessions: list, search and filter them, issue a pair, revoke sessions.
 
-Operators never see a token after the response that issued it: the table holds digests only, the
-admin shows a digest's first characters, and "Add" returns the plaintext in the body of the
+Operators never see a token after the response that issued it. The table contains digests only,
+the admin shows a digest's first characters, and "Add" returns the plaintext in the body of the
 response to its POST (never through a redirect, a message or a cookie). Issuing and revoking go
 through :mod:`pat_tokens.services`, as in the API.
 
@@ -30,7 +30,7 @@ from .paginators import EstimatedCountPaginator
 
 # 8 hex digits (32 bits) tell two sessions apart on screen and are useless for a lookup.
 DIGEST_PREVIEW_LENGTH = 8
-# The revoke confirmation page lists at most this many sessions, then says how many more.
+# The revoke confirmation page lists at most this many sessions, then shows how many more.
 REVOKE_PREVIEW_LIMIT = 100
 
 STATE_LABELS = {
@@ -48,8 +48,8 @@ def digest_preview(digest):
 class StateFilter(admin.SimpleListFilter):
     """Filter by session state, compared in SQL against the current time.
 
-    A token is expired from its expiry instant on, as in authentication; "active" means that the
-    access token still works, "access expired" that only the refresh token does.
+    A token is expired from its expiry instant on, as in authentication. "active" means that the
+    access token still works, and "access expired" that only the refresh token does.
     """
 
     title = _("state")
@@ -198,8 +198,8 @@ class PersonalAccessTokenAdmin(admin.ModelAdmin):
         return actions
 
     def changelist_view(self, request, extra_context=None):
-        # Django ignores a POSTed action that the user may not run and shows the list again; a
-        # revoke without the delete permission is refused outright instead.
+        # Django ignores a POSTed action that the user may not run and shows the list again.
+        # A revoke without the delete permission gets 403 instead.
         if (
             request.method == "POST"
             and "revoke_selected" in request.POST.getlist("action")
@@ -261,7 +261,8 @@ class PersonalAccessTokenAdmin(admin.ModelAdmin):
             "add_url": self._admin_url("add"),
         }
         response = TemplateResponse(request, self.issued_template, context)
-        # The admin already sends these headers; this page must never lose them.
+        # The admin site's view wrapper sets these headers too. Setting them here keeps them on
+        # the one page with token plaintext even if the view is wrapped differently.
         add_never_cache_headers(response)
         return response
 

@@ -512,7 +512,7 @@ def test_revoke_action_with_confirmation(operator, alice, bob, api_client, signa
     settings.PAT_TOKENS = {"CACHE_ALIAS": "tokens"}
     first = services.issue_pair(alice)
     second = services.issue_pair(bob)
-    kept = services.issue_pair(alice)
+    untouched = services.issue_pair(alice)
     # Authenticate once so that the session sits in the cache when it is revoked.
     assert api_client.get("/api/me/", **bearer(first.access_token)).status_code == 200
     chosen = [first.token.pk, second.token.pk]
@@ -526,7 +526,7 @@ def test_revoke_action_with_confirmation(operator, alice, bob, api_client, signa
     assert f"session {second.token.pk} of bob" in text
     assert done.status_code == 302
     assert done["Location"] == changelist_url()
-    assert list(PersonalAccessToken.objects.values_list("pk", flat=True)) == [kept.token.pk]
+    assert list(PersonalAccessToken.objects.values_list("pk", flat=True)) == [untouched.token.pk]
 
     revoked = {row.pk for sent in signals_sent["revoked"] for row in sent["tokens"]}
     assert revoked == set(chosen)
@@ -536,7 +536,7 @@ def test_revoke_action_with_confirmation(operator, alice, bob, api_client, signa
     rejected = api_client.get("/api/me/", **bearer(first.access_token))
     assert rejected.status_code == 401
     assert rejected.json()["code"] == "token_invalid"
-    assert api_client.get("/api/me/", **bearer(kept.access_token)).status_code == 200
+    assert api_client.get("/api/me/", **bearer(untouched.access_token)).status_code == 200
 
 
 @pytest.mark.django_db

@@ -37,6 +37,18 @@ def _missing_requirement():
     return None
 
 
+@pytest.fixture(scope="session")
+def live_server(django_db_setup, live_server):
+    """Return pytest-django's live server, started only after the test database exists.
+
+    The server thread shares the test's SQLite connection when the database is in memory. If it
+    started first, it would take the connection to ``:memory:`` for shared, and a test database in
+    a file (``PAT_TEST_SQLITE_NAME``) would then have request threads closing one connection that
+    another thread is using, which crashes the interpreter.
+    """
+    return live_server
+
+
 @pytest.fixture
 def chromium(tmp_path):
     """Return a function that opens a page in a fresh headless Chromium, as a context manager.
