@@ -105,10 +105,12 @@ def _evict_beyond(user, limit):
 def refresh_pair(refresh_token, request=None):
     """Give the session of ``refresh_token`` a new access token and return the new pair.
 
-    The row is updated with one conditional ``UPDATE ... WHERE refresh_token = <old digest>``, so
-    of several concurrent refreshes with one refresh token exactly one matches a row; the others
-    raise :class:`TokenInvalid`. With ``ROTATE_REFRESH_TOKENS`` off the refresh token and its expiry
-    stay as they are and concurrent refreshes all succeed, the last one's access token winning.
+    The row is updated under a row lock, and only if it still has the refresh digest that was
+    presented (see :func:`_update_session`). With rotation on, of several concurrent refreshes
+    with one refresh token exactly one finds it there; the others raise :class:`TokenInvalid`.
+    With ``ROTATE_REFRESH_TOKENS`` off the refresh token and its expiry stay as they are, so
+    concurrent refreshes all succeed one after the other, and only the access token written last
+    keeps working.
     """
     try:
         old_digest = tokens.parse(refresh_token, tokens.TokenKind.REFRESH)
@@ -142,21 +144,47 @@ def refresh_pair(refresh_token, request=None):
     if rotate:
         changes["refresh_token"] = tokens.digest(new_refresh)
         changes["expires_refresh_token"] = expires_refresh
-    won = PersonalAccessToken.objects.filter(
-        pk=row.pk, refresh_token=old_digest, expires_refresh_token__gt=now
-    ).update(**changes)
+    won, replaced_access_digest = _update_session(row.pk, old_digest, now, changes)
     if not won:
         logger.info("Refresh lost a race for session %s of user %s", row.pk, row.user_id)
         raise TokenInvalid()
 
-    old_access_digest = row.access_token
     for field, value in changes.items():
         setattr(row, field, value)
-    cache.forget([old_access_digest])
+    cache.forget([replaced_access_digest])
 
     logger.info("Refreshed session %s of user %s", row.pk, row.user_id)
     token_refreshed.send(sender=PersonalAccessToken, user=row.user, token=row, request=request)
     return IssuedPair(token=row, access_token=new_access, refresh_token=new_refresh)
+
+
+def _update_session(pk, refresh_digest, now, changes):
+    """Apply ``changes`` to session ``pk`` if it still has ``refresh_digest`` and has not expired.
+
+    Return ``(updated, the access digest replaced)``. The row is locked with ``SELECT ... FOR
+    UPDATE`` and compared in Python, so a refresh waiting for the lock sees what the one before it
+    wrote: with rotation it finds another refresh digest and loses, without rotation it learns
+    the access digest it replaces and can end that token's cache entry.
+
+    Every statement here finds the row by primary key alone, as :func:`revoke` does. A
+    conditional ``UPDATE ... WHERE id = %s AND refresh_token = %s AND expires_refresh_token > %s``
+    let MariaDB 10.11 lock entries of the ``expires_refresh_token`` index before the row, and a
+    revoke holding the row then deadlocked with it (error 1213).
+    """
+    with transaction.atomic():
+        locked = (
+            PersonalAccessToken.objects.select_for_update()
+            .filter(pk=pk)
+            .values_list("access_token", "refresh_token", "expires_refresh_token")
+            .first()
+        )
+        if locked is None:
+            return False, None
+        access_digest, stored_refresh_digest, refresh_expires_at = locked
+        if stored_refresh_digest != refresh_digest or refresh_expires_at <= now:
+            return False, None
+        PersonalAccessToken.objects.filter(pk=pk).update(**changes)
+    return True, access_digest
 
 
 def revoke(token, request=None):
@@ -165,11 +193,17 @@ def revoke(token, request=None):
     Return ``False`` when the row was refreshed or deleted meanwhile, so that a revoke racing a
     refresh never deletes the session the refresh just renewed.
     """
-    deleted, _ = PersonalAccessToken.objects.filter(
-        pk=token.pk, access_token=token.access_token
-    ).delete()
-    if not deleted:
-        return False
+    # Locked by primary key alone, like a refresh (see _update_session), so the two cannot deadlock.
+    with transaction.atomic():
+        current_access_digest = (
+            PersonalAccessToken.objects.select_for_update()
+            .filter(pk=token.pk)
+            .values_list("access_token", flat=True)
+            .first()
+        )
+        if current_access_digest != token.access_token:
+            return False
+        PersonalAccessToken.objects.filter(pk=token.pk).delete()
     _after_revoke(token.user, [token], request, reason="revoke")
     return True
 

@@ -203,9 +203,12 @@ def test_refresh_query_count(api_client, session):
         response = refresh(api_client, session.refresh_token)
 
     assert response.status_code == 200
-    # The row joined with its user, then the conditional UPDATE.
+    # The row joined with its user, then the row locked, compared and updated, inside a
+    # transaction that is a savepoint pair within the test's own transaction.
     statements = [query["sql"] for query in queries.captured_queries]
-    assert len(statements) == 2, statements
+    assert len(statements) == 5, statements
+    if connection.features.has_select_for_update:
+        assert "FOR UPDATE" in statements[2]
 
 
 # Rotation off
