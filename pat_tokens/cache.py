@@ -15,6 +15,8 @@ as if the cache were empty, so authentication falls back to the database.
 """
 
 import logging
+import threading
+import time
 
 from django.core.cache import caches
 from django.utils import timezone
@@ -26,6 +28,13 @@ logger = logging.getLogger(__name__)
 KEY_PREFIX = "pat_tokens"
 # A tombstone must outlive any entry stored by a lookup that began before it was written.
 TOMBSTONE_EXTRA_SECONDS = 60
+
+# Digests whose invalidation failed, each with the time.monotonic() instant after which no entry
+# stored before the failure can remain. This process reads none of them from the cache, and it
+# sends their invalidation again once the cache answers: a cache that was unreachable, not empty,
+# may come back with the entries of sessions ended meanwhile.
+_unforgotten = {}
+_unforgotten_lock = threading.Lock()
 
 
 def get_cache():
@@ -62,14 +71,17 @@ def _warn(action, error, digests):
 
 def read(digest):
     """Return the cached row for an access digest, or ``None`` (also when the backend fails)."""
-    if pat_settings.CACHE_ALIAS is None:
+    if pat_settings.CACHE_ALIAS is None or _is_unforgotten(digest):
         return None
     try:
-        return get_cache().get(_entry_key(digest))
+        cache = get_cache()
+        row = cache.get(_entry_key(digest))
     except Exception as error:
         # Any backend, any error: a cache must never be the reason a request fails.
         _warn("read", error, [digest])
         return None
+    _retry_invalidation(cache)
+    return row
 
 
 def store(token):
@@ -99,20 +111,58 @@ def forget(digests):
     if pat_settings.CACHE_ALIAS is None or not digests:
         return
 
-    timeout = pat_settings.CACHE_TIMEOUT.total_seconds() * 2 + TOMBSTONE_EXTRA_SECONDS
     try:
-        cache = get_cache()
-        cache.set_many({_tombstone_key(digest): True for digest in digests}, timeout=timeout)
-        cache.delete_many([_entry_key(digest) for digest in digests])
+        _invalidate(get_cache(), digests)
     except Exception as error:
-        # Nothing else can reach the entries; they expire within CACHE_TIMEOUT on their own.
+        _remember_unforgotten(digests)
         logger.error(
-            "Token cache invalidation of %d session(s) failed; they may stay cached for up to %s: "
-            "%s",
+            "Token cache invalidation of %d session(s) failed; this process skips their entries "
+            "and retries when the cache answers, other processes may read them for up to %s: %s",
             len(digests),
             pat_settings.CACHE_TIMEOUT,
             _describe(error, digests),
         )
+
+
+def _invalidate(cache, digests):
+    timeout = pat_settings.CACHE_TIMEOUT.total_seconds() * 2 + TOMBSTONE_EXTRA_SECONDS
+    cache.set_many({_tombstone_key(digest): True for digest in digests}, timeout=timeout)
+    cache.delete_many([_entry_key(digest) for digest in digests])
+
+
+def _remember_unforgotten(digests):
+    now = time.monotonic()
+    deadline = now + pat_settings.CACHE_TIMEOUT.total_seconds()
+    with _unforgotten_lock:
+        for digest in [digest for digest, until in _unforgotten.items() if until <= now]:
+            del _unforgotten[digest]
+        _unforgotten.update(dict.fromkeys(digests, deadline))
+
+
+def _is_unforgotten(digest):
+    with _unforgotten_lock:
+        deadline = _unforgotten.get(digest)
+        if deadline is not None and deadline <= time.monotonic():
+            del _unforgotten[digest]
+            return False
+        return deadline is not None
+
+
+def _retry_invalidation(cache):
+    """Send the failed invalidations again, now that ``cache`` has answered a read."""
+    with _unforgotten_lock:
+        pending = list(_unforgotten)
+    if not pending:
+        return
+    try:
+        _invalidate(cache, pending)
+    except Exception as error:
+        _warn("invalidation retry", error, pending)
+        return
+    with _unforgotten_lock:
+        for digest in pending:
+            _unforgotten.pop(digest, None)
+    logger.info("Token cache invalidation of %d session(s) sent again", len(pending))
 
 
 def forget_user(user_pk):
