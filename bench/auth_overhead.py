@@ -6,10 +6,13 @@ each scheme, starting at a different scheme each round, so slow drift of the mac
 schemes alike. Each request of a batch uses the next of the scheme's sample tokens, so the
 lookups spread over ``SAMPLE_SIZE`` users. Queries are counted in a separate pass.
 
+``--experiments`` adds schemes that swap in a candidate lookup from ``bench/experiments/``.
+
 Usage: ``BENCH_DB=mysql python -m bench.auth_overhead [--rounds N] [--batch N]``.
 """
 
 import argparse
+import contextlib
 import gc
 import json
 import os
@@ -29,13 +32,17 @@ from django.test import RequestFactory, override_settings  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 
 from bench import dataset, views  # noqa: E402
+from bench.experiments import compiled_lookup  # noqa: E402
 from bench.stats import markdown_table, percentile  # noqa: E402
+from pat_tokens import authentication  # noqa: E402
 
 
 class Scheme:
     """A view, the header scheme and tokens it takes, and the ``PAT_TOKENS`` to run it under."""
 
-    def __init__(self, name, label, view_class, keyword=None, tokens=(), pat_cache=None):
+    def __init__(
+        self, name, label, view_class, keyword=None, tokens=(), pat_cache=None, fetch=None
+    ):
         self.name = name
         self.label = label
         self.view = view_class.as_view()
@@ -45,8 +52,21 @@ class Scheme:
             "CACHE_ALIAS": settings.PAT_CACHE_ALIASES[pat_cache or "none"],
             "CACHE_TIMEOUT": settings.CACHE_TIMEOUT,
         }
+        self.fetch = fetch
         self.position = 0
         self.samples_ns = []
+
+    @contextlib.contextmanager
+    def configured(self):
+        """Apply this scheme's ``PAT_TOKENS`` and, for an experiment, its token lookup."""
+        original_fetch = authentication._fetch
+        if self.fetch is not None:
+            authentication._fetch = self.fetch
+        try:
+            with override_settings(PAT_TOKENS=self.pat_tokens):
+                yield
+        finally:
+            authentication._fetch = original_fetch
 
     def next_headers(self):
         if not self.tokens:
@@ -56,7 +76,7 @@ class Scheme:
         return {"Authorization": f"{self.keyword} {token}"}
 
 
-def build_schemes(sample, with_redis):
+def build_schemes(sample, with_redis, experiments):
     schemes = [
         Scheme("none", "no authentication (baseline)", views.OkView),
         Scheme("drf", "DRF TokenAuthentication", views.DrfTokenView, "Token", sample["drf"]),
@@ -83,6 +103,17 @@ def build_schemes(sample, with_redis):
                 pat_cache="redis",
             )
         )
+    if experiments:
+        schemes.append(
+            Scheme(
+                "pat-compiled",
+                "pat_tokens, no cache, lookup compiled once (experiment)",
+                views.PatView,
+                "Bearer",
+                sample["pat"],
+                fetch=compiled_lookup.fetch,
+            )
+        )
     return schemes
 
 
@@ -103,7 +134,7 @@ def run_one(scheme, factory):
 
 
 def run_batch(scheme, factory, count, record):
-    with override_settings(PAT_TOKENS=scheme.pat_tokens):
+    with scheme.configured():
         for _ in range(count):
             started = time.perf_counter_ns()
             response = run_one(scheme, factory)
@@ -116,7 +147,7 @@ def run_batch(scheme, factory, count, record):
 
 def count_queries(scheme, factory, count):
     """Return queries per request over ``count`` warm requests, and the SQL of the first ones."""
-    with override_settings(PAT_TOKENS=scheme.pat_tokens), CaptureQueriesContext(connection) as ctx:
+    with scheme.configured(), CaptureQueriesContext(connection) as ctx:
         for _ in range(count):
             run_one(scheme, factory)
     per_request = len(ctx.captured_queries) / count
@@ -216,20 +247,27 @@ def table(results):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=150, help="interleaved rounds")
-    parser.add_argument("--batch", type=int, default=100, help="requests per scheme per round")
+    parser.add_argument("--rounds", type=int, default=100, help="interleaved rounds")
+    parser.add_argument("--batch", type=int, default=50, help="requests per scheme per round")
     parser.add_argument("--no-redis", action="store_true", help="leave out the Redis cache")
+    parser.add_argument(
+        "--experiments", action="store_true", help="add the schemes of bench/experiments/"
+    )
     parser.add_argument("--output", help="JSON file (default bench/results/raw/auth-<db>.json)")
     options = parser.parse_args()
 
+    loadavg_before = os.getloadavg()
     sample = dataset.load_sample()
-    schemes = build_schemes(sample, with_redis=not options.no_redis and redis_available())
+    with_redis = not options.no_redis and redis_available()
+    schemes = build_schemes(sample, with_redis, options.experiments)
     round_medians, queries, seconds = measure(schemes, options.rounds, options.batch)
     results = summarize(schemes, round_medians, queries)
 
     report = {
         "db": settings.BENCH_DB,
-        "db_version": connection.Database.__name__ + " " + _server_version(),
+        "db_version": f"{connection.display_name} {_server_version()}",
+        "loadavg_before": loadavg_before,
+        "loadavg_after": os.getloadavg(),
         "python": platform.python_version(),
         "rounds": options.rounds,
         "batch": options.batch,

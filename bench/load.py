@@ -183,6 +183,7 @@ def main():
             "seconds": options.seconds,
         },
         "results": results,
+        "loadavg_after": os.getloadavg(),
     }
     (settings.RAW_DIR / f"load-{settings.BENCH_DB}.json").write_text(json.dumps(report, indent=1))
 

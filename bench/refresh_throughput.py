@@ -92,7 +92,12 @@ def main():
 
     results = [run(1, options.seconds / 2), run(options.threads, options.seconds)]
     output = settings.RAW_DIR / f"refresh-{settings.BENCH_DB}.json"
-    output.write_text(json.dumps({"db": settings.BENCH_DB, "results": results}, indent=1))
+    output.write_text(
+        json.dumps(
+            {"db": settings.BENCH_DB, "results": results, "loadavg_after": os.getloadavg()},
+            indent=1,
+        )
+    )
 
     rows = [
         [

@@ -4,7 +4,8 @@
 # Needs MariaDB or MySQL on 127.0.0.1:3306 (user root, no password; override with
 # BENCH_MYSQL_URL), Redis on 127.0.0.1:6379 (BENCH_REDIS_URL; database 14 is used) and wrk.
 # The peers are installed into a separate virtualenv, BENCH_VENV (default bench/.venv), so none
-# of them becomes a dependency of the package. BENCH_REUSE=1 keeps existing datasets.
+# of them becomes a dependency of the package. The datasets of an earlier run are reused while
+# their sample tokens are less than 12 hours old; BENCH_FRESH=1 rebuilds them.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -29,7 +30,8 @@ fi
 
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 run() { "$venv/bin/python" -m "$@"; }
-reuse=${BENCH_REUSE:+--reuse}
+reuse=--reuse
+if [ -n "${BENCH_FRESH:-}" ]; then reuse=; fi
 
 mkdir -p bench/results/raw
 "$venv/bin/python" -c 'import json, os; print(json.dumps(os.getloadavg()))' \
@@ -37,8 +39,8 @@ mkdir -p bench/results/raw
 
 BENCH_DB=mysql run bench.dataset $reuse
 BENCH_DB=sqlite run bench.dataset $reuse
-BENCH_DB=mysql run bench.auth_overhead
-BENCH_DB=sqlite run bench.auth_overhead
+BENCH_DB=mysql run bench.auth_overhead --experiments
+BENCH_DB=sqlite run bench.auth_overhead --experiments
 BENCH_DB=mysql run bench.refresh_throughput
 BENCH_DB=mysql run bench.load
 BENCH_DB=mysql run bench.cleanup_under_load
