@@ -44,7 +44,7 @@ pytestmark = [pytest.mark.server_db, pytest.mark.django_db(transaction=True)]
     ids=["default-isolation", "repeatable-read"],
 )
 def isolation(request, monkeypatch):
-    """Set the isolation level of new connections; return the level the database reports."""
+    """Set the isolation level of new connections; return the level their sessions must report."""
     options = connection.settings_dict.setdefault("OPTIONS", {})
     if request.param is not None:
         monkeypatch.setitem(options, "isolation_level", request.param)
@@ -316,7 +316,7 @@ def pause_after_first_read(before_continuing):
     return wrapper
 
 
-def test_rotation_off_interleaved_refreshes_end_cached_access(alice, settings):
+def test_rotation_off_race_ends_cached_access(alice, settings):
     """Two refreshes both read the session, then write one after the other.
 
     The access token of the first write is cached before the second write replaces it, and must
