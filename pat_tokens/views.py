@@ -2,9 +2,10 @@
 
 from django.conf import settings
 from django.contrib.auth import authenticate, user_logged_in
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.utils.cache import add_never_cache_headers
 from rest_framework import status
+from rest_framework.exceptions import ParseError
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -62,6 +63,9 @@ class PatTokensAPIView(APIView):
     def handle_exception(self, exc):
         if isinstance(exc, RequestDataTooBig):
             exc = RequestTooLarge()
+        elif isinstance(exc, (TooManyFieldsSent, TooManyFilesSent)):
+            # Django would answer these with its own HTML 400 page, without a code.
+            exc = ParseError(str(exc))
         response = super().handle_exception(exc)
 
         if isinstance(response.data, dict):
