@@ -28,6 +28,12 @@ from .conftest import bearer
 PATHS = ["/api/me/", "/plain/me/"]
 
 
+@pytest.fixture(autouse=True)
+def no_throttle_history():
+    """Forget request counts of earlier tests: the token views throttle by client address."""
+    caches["default"].clear()
+
+
 def get_me(client, token, path="/api/me/"):
     with CaptureQueriesContext(connection) as queries:
         response = client.get(path, **bearer(token))

@@ -5,6 +5,7 @@ from datetime import timedelta
 import pytest
 from accounts.views import MeView
 from django.contrib.auth import get_user_model
+from django.core.cache import caches
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -18,6 +19,12 @@ from .conftest import bearer
 
 MIDDLEWARE = "pat_tokens.middleware.PersonalAccessTokenMiddleware"
 AUTHENTICATION_MIDDLEWARE = "django.contrib.auth.middleware.AuthenticationMiddleware"
+
+
+@pytest.fixture(autouse=True)
+def no_throttle_history():
+    """Forget request counts of earlier tests: the token views throttle by client address."""
+    caches["default"].clear()
 
 
 def run_middleware(request):
