@@ -8,8 +8,10 @@ extension classes registers them with drf-spectacular, which then:
 * replaces each of the app's views, during schema generation only, by a subclass whose handler
   carries ``extend_schema`` with the request body, the responses and their error shapes.
 
-``views.py`` stays free of drf-spectacular imports, so the app runs without it. Component names
-start with ``PatTokens`` so that they cannot collide with a host project's components.
+``views.py`` stays free of drf-spectacular imports, so the app runs without it. The serializer
+components are named ``PatTokens...`` to keep them apart from a host project's components.
+drf-spectacular names enum components after their fields (``ErrorEnum``, ``TokenTypeEnum``) and
+prefixes them with the component name when two fields of one name have different choices.
 """
 
 from django.contrib.auth import get_user_model
@@ -102,8 +104,8 @@ def _token_request_error_schema():
         "type": "object",
         "description": (
             "Either field errors (each invalid field maps to a list of messages) with "
-            '`"code": "invalid"`, or `detail` with `"code": "unsupported_grant_type"`. '
-            "`error` is the RFC 6749 section 5.2 error code."
+            '`"code": "invalid"`, or `detail` with the code `parse_error` or '
+            "`unsupported_grant_type`. `error` is the RFC 6749 section 5.2 error code."
         ),
         "properties": {
             "detail": {"type": "string"},
@@ -178,6 +180,7 @@ def _token_view_responses(unauthorized):
 def _token_view_headers():
     return [
         _header("Cache-Control", [200, 400, 401, 413, 415, 429], "`no-store` among others."),
+        _header("WWW-Authenticate", [401], '`Bearer realm="api"`.'),
         _header("Retry-After", [429], "Seconds until the next request is allowed."),
     ]
 

@@ -281,8 +281,9 @@ def test_no_content_responses(schema, operation_id):
     assert "content" not in response
 
 
-def test_bearer_401_has_challenge_header(schema):
-    response = operation(schema, "pat_tokens_revoke")["responses"]["401"]
+@pytest.mark.parametrize("operation_id", ["pat_tokens_obtain", "pat_tokens_revoke"])
+def test_401_has_challenge_header(schema, operation_id):
+    response = operation(schema, operation_id)["responses"]["401"]
 
     assert "WWW-Authenticate" in response["headers"]
 
