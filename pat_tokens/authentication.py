@@ -4,6 +4,7 @@ import logging
 from typing import NamedTuple
 
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 from rest_framework import authentication
 
 from . import cache, tokens
@@ -51,6 +52,8 @@ def bearer_error(request):
     return outcome.error.bearer_error
 
 
+# Error reports (DEBUG=False) hide the plaintext token held by these two functions.
+@sensitive_variables("token")
 def _authenticate_header(request):
     try:
         token = get_bearer_token(request.META.get("HTTP_AUTHORIZATION"))
@@ -61,6 +64,7 @@ def _authenticate_header(request):
         return Outcome(None, type(error))
 
 
+@sensitive_variables("token")
 def authenticate_token(token, request=None):
     """Return ``(user, row)`` for a plaintext access token, or raise a bearer error.
 

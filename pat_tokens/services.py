@@ -11,6 +11,7 @@ from datetime import datetime
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from . import cache, tokens
 from .conf import pat_settings
@@ -52,6 +53,9 @@ def _expiries(now, refresh_expires_at=None):
     return access_expires_at, refresh_expires_at
 
 
+# Error reports (DEBUG=False) hide the plaintext tokens held by the two functions below; the
+# admin and the management commands call them outside the views' own protection.
+@sensitive_variables("access_token", "refresh_token")
 def issue_pair(user, request=None):
     """Create a session for ``user`` and return it with its plaintext tokens.
 
@@ -102,6 +106,7 @@ def _evict_beyond(user, limit):
     return evicted
 
 
+@sensitive_variables("refresh_token", "new_access", "new_refresh")
 def refresh_pair(refresh_token, request=None):
     """Give the session of ``refresh_token`` a new access token and return the new pair.
 

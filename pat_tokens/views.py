@@ -4,6 +4,8 @@ from django.conf import settings
 from django.contrib.auth import authenticate, user_logged_in
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.utils.cache import add_never_cache_headers
+from django.utils.decorators import method_decorator
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from rest_framework import status
 from rest_framework.exceptions import ParseError
 from rest_framework.permissions import AllowAny, IsAuthenticated
@@ -111,6 +113,10 @@ class TokenView(PatTokensAPIView):
         return Response(token_response_data(pair))
 
 
+# Error reports (DEBUG=False) hide the credentials in the body and every local variable below
+# post(): the serializer, the plaintext pair and the password all pass through them.
+@method_decorator(sensitive_post_parameters("password", "refresh_token"), name="dispatch")
+@method_decorator(sensitive_variables(), name="post")
 class ObtainTokenView(TokenView):
     """Exchange a username (the user model's ``USERNAME_FIELD``) and password for a token pair."""
 
@@ -137,6 +143,8 @@ class ObtainTokenView(TokenView):
         return self.token_response(pair)
 
 
+@method_decorator(sensitive_post_parameters("refresh_token"), name="dispatch")
+@method_decorator(sensitive_variables(), name="post")
 class RefreshTokenView(TokenView):
     """Exchange a refresh token for a new access token (and a new refresh token when rotating)."""
 

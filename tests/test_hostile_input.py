@@ -15,6 +15,7 @@ import socket
 import pytest
 import schemathesis
 from django.core import signals
+from django.core.cache import caches
 from django.core.handlers.wsgi import WSGIHandler
 from django.db import close_old_connections, connection
 from django.test.utils import CaptureQueriesContext
@@ -48,6 +49,12 @@ POST_PATHS = [
 BEARER_PATHS = {"/auth/token/revoke/", "/auth/token/revoke-all/"}
 # How many generated requests each operation got in this process, for the reliability notes.
 EXAMPLES_SENT = collections.Counter()
+
+
+@pytest.fixture(autouse=True)
+def fresh_throttle_history():
+    """Start from an empty default cache, where the token views count requests for throttling."""
+    caches["default"].clear()
 
 
 @pytest.fixture
