@@ -14,15 +14,19 @@ of the server.
 import io
 import json
 import logging
+import os
 import shutil
 import signal
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
+from django.core.cache import caches
 from django.core.handlers.wsgi import WSGIHandler
 from django.db import connection, connections
+from django.db.utils import DatabaseError
 
 from pat_tokens import cache as token_cache_module
 from pat_tokens import services, tokens
@@ -32,6 +36,12 @@ from .factories import PASSWORD, UserFactory
 
 # Seconds to wait for a server to stop or to answer again.
 SERVER_WAIT_SECONDS = 60
+
+
+@pytest.fixture(autouse=True)
+def fresh_throttle_history():
+    """Start from an empty default cache, where the token views count requests for throttling."""
+    caches["default"].clear()
 
 
 class WSGIResponse:
@@ -464,3 +474,143 @@ def test_redis_back_with_its_data(transactional_db, settings, caplog, redis_fact
     token_cache_module._unforgotten.clear()
     for token in ended:
         assert wsgi_call("GET", "/api/me/", token=token).status_code == 401
+
+
+# A whole database server restart (opt-in).
+
+RESTART_OPT_IN = os.environ.get("PAT_TEST_RESTART_DB") == "1"
+
+
+class DatabaseServer:
+    """Stop and start the server of the test database, whichever process or cluster it is.
+
+    PostgreSQL: the Debian cluster listening on the connection's port, through ``pg_ctlcluster``.
+    MariaDB or MySQL: the server process named by ``@@pid_file``, stopped with ``SHUTDOWN`` and
+    started again with the same command line.
+    """
+
+    def __init__(self):
+        self.vendor = connection.vendor
+        self.host = connection.settings_dict["HOST"] or "127.0.0.1"
+        self.port = int(connection.settings_dict["PORT"] or (5432 if self.is_postgres else 3306))
+        if self.is_postgres:
+            self.cluster = self._find_cluster()
+        else:
+            self.pid_file, self.command = self._find_process()
+
+    @property
+    def is_postgres(self):
+        return self.vendor == "postgresql"
+
+    def _find_cluster(self):
+        command = [shutil.which("pg_lsclusters") or "pg_lsclusters", "--no-header"]
+        listing = subprocess.run(command, capture_output=True, text=True, check=True)  # noqa: S603
+        for line in listing.stdout.splitlines():
+            version, name, port, *_ = line.split()
+            if int(port) == self.port:
+                return version, name
+        pytest.fail(f"no PostgreSQL cluster listens on port {self.port}")
+
+    def _find_process(self):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT @@pid_file")
+            pid_file = cursor.fetchone()[0]
+        self.pid = Path(pid_file).read_text().strip()
+        command = Path(f"/proc/{self.pid}/cmdline").read_bytes().split(b"\0")[:-1]
+        return pid_file, [part.decode() for part in command]
+
+    def answers(self):
+        try:
+            with socket.create_connection((self.host, self.port), timeout=1):
+                pass
+        except OSError:
+            return False
+        probe = connections.create_connection("default")
+        try:
+            probe.ensure_connection()
+            return True
+        except DatabaseError:
+            return False
+        finally:
+            probe.close()
+
+    def stop(self):
+        if self.is_postgres:
+            version, name = self.cluster
+            self._pg_ctlcluster(version, name, "stop", "-m", "fast")
+        else:
+            with connection.cursor() as cursor:
+                cursor.execute("SHUTDOWN")
+            # The server stops listening before its process ends and removes its pid file.
+            self._wait(lambda: not Path(f"/proc/{self.pid}").exists(), "exit")
+        self._wait(lambda: not self.answers(), "stop")
+
+    def start(self):
+        if self.is_postgres:
+            version, name = self.cluster
+            self._pg_ctlcluster(version, name, "start")
+        else:
+            daemon = shutil.which("start-stop-daemon")
+            started = False
+            if daemon:
+                starter = [daemon, "--start", "--background", "--pidfile", self.pid_file]
+                starter += ["--exec", self.command[0], "--", *self.command[1:]]
+                # The server's own command line, read from /proc.
+                started = subprocess.run(starter, check=False).returncode == 0  # noqa: S603
+            if not started:
+                subprocess.Popen(  # noqa: S603 - the server's own command line
+                    self.command,
+                    start_new_session=True,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+        self._wait(self.answers, "start")
+
+    def _pg_ctlcluster(self, version, name, *action):
+        program = shutil.which("pg_ctlcluster") or "pg_ctlcluster"
+        command = [program, "--skip-systemctl-redirect", version, name, *action]
+        subprocess.run(command, check=True, capture_output=True)  # noqa: S603
+
+    def _wait(self, condition, what):
+        deadline = time.monotonic() + SERVER_WAIT_SECONDS
+        while not condition():
+            if time.monotonic() > deadline:
+                pytest.fail(f"the database server did not {what} within {SERVER_WAIT_SECONDS} s")
+            time.sleep(0.2)
+
+
+@pytest.mark.server_db
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not RESTART_OPT_IN,
+    reason="restarts the database server; set PAT_TEST_RESTART_DB=1 when no one else uses it",
+)
+def test_database_restart(transactional_db, quiet_request_log):
+    """Requests fail with 500 while the server is down and work again once it is back."""
+    UserFactory(username="alice")
+    session = login("alice")
+    server = DatabaseServer()
+    before = list(PersonalAccessToken.objects.values())
+
+    try:
+        server.stop()
+        connection.close()
+        down = [
+            wsgi_call("GET", "/api/me/", token=session["access_token"]),
+            wsgi_call("POST", "/auth/token/refresh/", {"refresh_token": session["refresh_token"]}),
+            wsgi_call("POST", "/auth/token/", {"username": "alice", "password": PASSWORD}),
+            wsgi_call("POST", "/auth/token/revoke/", token=session["access_token"]),
+        ]
+    finally:
+        if not server.answers():
+            server.start()
+
+    assert [response.status_code for response in down] == [500, 500, 500, 500]
+    assert all("WWW-Authenticate" not in response.headers for response in down)
+    assert list(PersonalAccessToken.objects.values()) == before
+    assert wsgi_call("GET", "/api/me/", token=session["access_token"]).status_code == 200
+    refreshed = wsgi_call(
+        "POST", "/auth/token/refresh/", {"refresh_token": session["refresh_token"]}
+    )
+    assert refreshed.status_code == 200
+    assert wsgi_call("GET", "/api/me/", token=refreshed.json()["access_token"]).status_code == 200
