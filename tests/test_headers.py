@@ -398,10 +398,14 @@ SEPARATORS = st.text(alphabet=" \t\x00\x0b\xa0", max_size=4)
 TOKEN_CHARACTERS = st.characters(codec="ascii") | st.sampled_from(list("éø€\xb8\x85\u2028"))
 
 
+# Generated once, so that Hypothesis can replay an example within a run.
+SAMPLE_TOKENS = [tokens.generate(tokens.TokenKind.ACCESS) for _ in range(4)]
+
+
 @st.composite
 def mutated_tokens(draw):
-    """A real access token, kept or changed in one place."""
-    token = tokens.generate(tokens.TokenKind.ACCESS)
+    """A well-formed access token, kept or changed in one place."""
+    token = draw(st.sampled_from(SAMPLE_TOKENS))
     position = draw(st.integers(min_value=0, max_value=len(token)))
     action = draw(st.sampled_from(["keep", "insert", "delete", "replace", "swapcase"]))
     character = draw(TOKEN_CHARACTERS)
