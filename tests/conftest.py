@@ -29,6 +29,14 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(pytest.mark.skip(reason=f"{reason}; this run uses {vendor}"))
 
 
+@pytest.fixture(autouse=True)
+def _clear_default_cache():
+    """Start every test with an empty default cache, where DRF keeps throttle history."""
+    from django.core.cache import caches
+
+    caches["default"].clear()
+
+
 @pytest.fixture
 def api_client():
     return APIClient()
