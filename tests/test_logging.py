@@ -25,8 +25,12 @@ from .conftest import bearer
 ISSUED = logging.INFO
 REFRESHED = logging.INFO
 REVOKED = logging.INFO
-AUTH_FAILED = logging.INFO
-REFRESH_FAILED = logging.INFO
+AUTH_TOKEN_INVALID = logging.INFO
+AUTH_TOKEN_EXPIRED = logging.INFO
+AUTH_USER_INACTIVE = logging.INFO
+REFRESH_TOKEN_INVALID = logging.INFO
+REFRESH_TOKEN_EXPIRED = logging.INFO
+REFRESH_USER_INACTIVE = logging.INFO
 CLEANUP = logging.INFO
 CACHE_READ_FAILED = logging.WARNING
 CACHE_INVALIDATION_FAILED = logging.ERROR
@@ -183,7 +187,7 @@ def test_unknown_token_logs_failure(api_client, token_log):
     assert response.status_code == 401
 
     token_log.assert_logged(
-        "Bearer authentication failed (token_invalid) for /api/me/", AUTH_FAILED
+        "Bearer authentication failed (token_invalid) for /api/me/", AUTH_TOKEN_INVALID
     )
     token_log.assert_no_secrets(unknown, tokens.digest(unknown))
 
@@ -201,7 +205,7 @@ def test_expired_token_logs_ids(api_client, alice, password, token_log, clock):
     token_log.assert_logged(
         f"Bearer authentication failed (token_expired) for session {row.pk} of user {alice.pk} "
         "on /api/me/",
-        AUTH_FAILED,
+        AUTH_TOKEN_EXPIRED,
     )
     token_log.assert_no_secrets()
 
@@ -218,7 +222,7 @@ def test_inactive_user_logs_ids(api_client, alice, password, token_log):
     token_log.assert_logged(
         f"Bearer authentication failed (user_inactive) for session {row.pk} of user {alice.pk} "
         "on /api/me/",
-        AUTH_FAILED,
+        AUTH_USER_INACTIVE,
     )
     token_log.assert_no_secrets()
 
@@ -245,7 +249,7 @@ def test_stale_refresh_logs_failure(api_client, alice, password, token_log):
     response = api_client.post("/auth/token/refresh/", body, format="json")
     assert response.status_code == 401
 
-    token_log.assert_logged("Refresh failed (token_invalid)", REFRESH_FAILED)
+    token_log.assert_logged("Refresh failed (token_invalid)", REFRESH_TOKEN_INVALID)
     token_log.assert_no_secrets()
 
 
@@ -261,7 +265,8 @@ def test_expired_refresh_logs_ids(api_client, alice, password, token_log, clock)
     assert response.status_code == 401
 
     token_log.assert_logged(
-        f"Refresh failed (token_expired) for session {row.pk} of user {alice.pk}", REFRESH_FAILED
+        f"Refresh failed (token_expired) for session {row.pk} of user {alice.pk}",
+        REFRESH_TOKEN_EXPIRED,
     )
     token_log.assert_no_secrets()
 
@@ -278,7 +283,8 @@ def test_inactive_refresh_logs_ids(api_client, alice, password, token_log):
     assert response.status_code == 401
 
     token_log.assert_logged(
-        f"Refresh failed (user_inactive) for session {row.pk} of user {alice.pk}", REFRESH_FAILED
+        f"Refresh failed (user_inactive) for session {row.pk} of user {alice.pk}",
+        REFRESH_USER_INACTIVE,
     )
     token_log.assert_no_secrets()
 
