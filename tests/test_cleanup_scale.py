@@ -203,7 +203,7 @@ def run_cleanup(*args):
 
 
 class RefreshWorker(threading.Thread):
-    """Refresh a share of the live sessions in rounds until told to stop.
+    """Refresh a share of the live sessions in rounds until ``stop`` is set.
 
     Each worker completes at least one round, so every session is refreshed at least once. It
     closes its own database connection when it ends.

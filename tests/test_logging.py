@@ -1,8 +1,8 @@
 """Log records of the token API: what is logged, at which level, and that no token leaks.
 
-Every test drives the API (or a command) and then checks two things: the records the app writes
-under the ``pat_tokens`` logger, with the session and user ids, and that no captured record, from
-any logger, contains a plaintext token or its digest in its message, arguments or traceback.
+Every test drives the API (or a command) and then checks two things. First, the records the app
+writes under the ``pat_tokens`` logger carry the session and user ids. Second, no captured record
+of any logger contains a plaintext token or its digest in its message, arguments or traceback.
 """
 
 import io
