@@ -1,5 +1,8 @@
-"""System checks. Ids: E001-E005 for ``PAT_TOKENS`` values (see ``conf.find_problems``), E006 for a
-missing ``rest_framework``, W001 for an authentication class without a challenge listed first.
+"""System checks.
+
+Ids: E001-E005 for ``PAT_TOKENS`` values (see ``conf.find_problems``), E006 for a missing
+``rest_framework``, W001 for an authentication class without a challenge listed before ours, W002
+for the middleware listed before Django's ``AuthenticationMiddleware``.
 """
 
 from django.apps import apps
@@ -10,6 +13,8 @@ from django.utils.module_loading import import_string
 from .conf import SETTING_NAME, find_problems
 
 AUTHENTICATION_CLASS = "pat_tokens.authentication.PersonalAccessTokenAuthentication"
+MIDDLEWARE = "pat_tokens.middleware.PersonalAccessTokenMiddleware"
+DJANGO_AUTHENTICATION_MIDDLEWARE = "django.contrib.auth.middleware.AuthenticationMiddleware"
 
 
 @register(Tags.security, "pat_tokens")
@@ -72,3 +77,24 @@ def _has_no_challenge(authentication_class):
     except Exception:
         # A class whose header depends on the request cannot be judged here.
         return False
+
+
+@register(Tags.security, "pat_tokens")
+def check_middleware_order(app_configs=None, **kwargs):
+    """Warn when the bearer middleware runs before Django's AuthenticationMiddleware.
+
+    AuthenticationMiddleware sets ``request.user`` from the session, replacing the bearer user.
+    """
+    middleware = list(getattr(settings, "MIDDLEWARE", None) or [])
+    if MIDDLEWARE not in middleware or DJANGO_AUTHENTICATION_MIDDLEWARE not in middleware:
+        return []
+    if middleware.index(MIDDLEWARE) > middleware.index(DJANGO_AUTHENTICATION_MIDDLEWARE):
+        return []
+    return [
+        Warning(
+            f"{MIDDLEWARE} comes before {DJANGO_AUTHENTICATION_MIDDLEWARE} in MIDDLEWARE.",
+            hint="AuthenticationMiddleware replaces the user the bearer token authenticated. "
+            "Move PersonalAccessTokenMiddleware after it.",
+            id="pat_tokens.W002",
+        )
+    ]

@@ -170,3 +170,18 @@ def test_bearer_first_does_not_warn(settings):
     }
 
     assert [message for message in run_checks() if message.id == "pat_tokens.W001"] == []
+
+
+def test_middleware_before_authentication_middleware_warns(settings):
+    bearer_middleware = "pat_tokens.middleware.PersonalAccessTokenMiddleware"
+    others = [entry for entry in settings.MIDDLEWARE if entry != bearer_middleware]
+    settings.MIDDLEWARE = [bearer_middleware, *others]
+
+    warnings = [message for message in run_checks() if message.id == "pat_tokens.W002"]
+
+    assert len(warnings) == 1
+    assert "AuthenticationMiddleware" in warnings[0].msg
+
+
+def test_middleware_after_authentication_middleware_does_not_warn():
+    assert [message for message in run_checks() if message.id == "pat_tokens.W002"] == []
