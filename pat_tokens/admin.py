@@ -101,7 +101,8 @@ class PersonalAccessTokenAdmin(admin.ModelAdmin):
     )
     list_display_links = ("id",)
     list_filter = (StateFilter,)
-    list_select_related = ("user",)
+    # Not joined: the users of a page are prefetched (see get_queryset).
+    list_select_related = ()
     ordering = ("-id",)
     raw_id_fields = ("user",)
     search_help_text = _(
@@ -165,8 +166,14 @@ class PersonalAccessTokenAdmin(admin.ModelAdmin):
         return digest_preview(obj.refresh_token)
 
     def get_queryset(self, request):
-        # The user is part of str(session), shown on the change, delete and revoke pages.
-        return super().get_queryset(request).select_related("user")
+        """Return the sessions with their users prefetched: one more query, whatever the rows.
+
+        A join would make MariaDB 10.11 read ``users`` first and sort every session to find the
+        newest page: 20 s for the first list page of a million sessions, against milliseconds
+        for the page by primary key plus one query for its users (measured on this project's
+        development machine, 2 cores).
+        """
+        return super().get_queryset(request).prefetch_related("user")
 
     def get_search_fields(self, request):
         """Search the user's ``USERNAME_FIELD`` and e-mail field, by prefix.

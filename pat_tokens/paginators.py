@@ -8,24 +8,26 @@ from django.utils.functional import cached_property
 
 
 class EstimatedCountPaginator(Paginator):
-    """Paginate a queryset without counting a large table in full.
+    """Paginate a queryset without counting more than ``exact_count_limit`` of its rows.
 
-    The count is found in three steps:
+    The count is found in up to three steps:
 
     1. Count at most ``exact_count_limit + 1`` rows: ``SELECT COUNT(*)`` over an unordered
-       subquery with ``LIMIT``, which reads no more index entries than that. When it finds no
+       subquery with ``LIMIT``, which stops after that many matching rows. When it finds no
        more rows than the limit, it is the exact count.
     2. When the queryset is the whole table (no ``WHERE`` clause), use the query planner's row
        estimate (``EXPLAIN``) on MySQL, MariaDB and PostgreSQL, if it is above the limit.
-       ``count_is_estimate`` is then ``True`` and page links follow the estimate: an
-       estimate below the real count leaves the oldest rows of the default order on pages that
-       have no link. Sorting the other way reaches them.
-    3. Otherwise count exactly: filtered or searched querysets above the limit, SQLite (which
-       has no planner estimate) and an estimate that is below the count of step 1.
+       ``count_is_estimate`` is then ``True``.
+    3. Otherwise (a filter or search matching more rows than the limit, SQLite, or an estimate
+       below the limit) the count is the limit itself and ``count_is_lower_bound`` is ``True``.
+
+    Page links follow the count, so rows beyond an estimate that is too low, or beyond the limit
+    in step 3, sit on pages without a link. Sorting the other way reaches them.
     """
 
     exact_count_limit = 10_000
     count_is_estimate = False
+    count_is_lower_bound = False
 
     @cached_property
     def count(self):
@@ -43,7 +45,8 @@ class EstimatedCountPaginator(Paginator):
                 self.count_is_estimate = True
                 return estimate
 
-        return queryset.count()
+        self.count_is_lower_bound = True
+        return self.exact_count_limit
 
 
 def _is_whole_table(queryset):
