@@ -104,11 +104,15 @@ def _fetch(digest):
 
 
 def _log_failure(code, row, request):
+    # An unknown or revoked token, or a disabled user, is worth an operator's attention; an
+    # expired token is the normal end of an access token's life.
+    level = logging.INFO if code == "token_expired" else logging.WARNING
     path = getattr(request, "path", None)
     if row is None:
-        logger.info("Bearer authentication failed (%s) for %s", code, path)
+        logger.log(level, "Bearer authentication failed (%s) for %s", code, path)
     else:
-        logger.info(
+        logger.log(
+            level,
             "Bearer authentication failed (%s) for session %s of user %s on %s",
             code,
             row.pk,

@@ -9,7 +9,7 @@ import logging
 from datetime import datetime
 
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import router, transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
@@ -68,7 +68,7 @@ def issue_pair(user, request=None):
     expires_access, expires_refresh = _expiries(now)
 
     limit = pat_settings.MAX_SESSIONS_PER_USER
-    with transaction.atomic():
+    with transaction.atomic(using=_write_alias()):
         if limit is not None:
             _lock_user(user)
         row = PersonalAccessToken.objects.create(
@@ -86,6 +86,11 @@ def issue_pair(user, request=None):
         _after_revoke(user, evicted, request, reason="session limit")
     token_issued.send(sender=PersonalAccessToken, user=user, token=row, request=request)
     return IssuedPair(token=row, access_token=access_token, refresh_token=refresh_token)
+
+
+def _write_alias():
+    """Return the database alias that writes to ``refresh_tokens``, as the routers choose it."""
+    return router.db_for_write(PersonalAccessToken)
 
 
 def _lock_user(user):
@@ -127,13 +132,16 @@ def refresh_pair(refresh_token, request=None):
     )
     now = timezone.now()
     if row is None:
-        logger.info("Refresh failed (token_invalid)")
+        # Reusing a rotated refresh token is the usual sign of a stolen one.
+        logger.warning("Refresh failed (token_invalid)")
         raise TokenInvalid()
     if row.refresh_expired(now):
         logger.info("Refresh failed (token_expired) for session %s of user %s", row.pk, row.user_id)
         raise TokenExpired()
     if not getattr(row.user, "is_active", True):
-        logger.info("Refresh failed (user_inactive) for session %s of user %s", row.pk, row.user_id)
+        logger.warning(
+            "Refresh failed (user_inactive) for session %s of user %s", row.pk, row.user_id
+        )
         raise UserInactive()
 
     rotate = pat_settings.ROTATE_REFRESH_TOKENS
@@ -176,7 +184,7 @@ def _update_session(pk, refresh_digest, now, changes):
     let MariaDB 10.11 lock entries of the ``expires_refresh_token`` index before the row, and a
     revoke holding the row then deadlocked with it (error 1213).
     """
-    with transaction.atomic():
+    with transaction.atomic(using=_write_alias()):
         locked = (
             PersonalAccessToken.objects.select_for_update()
             .filter(pk=pk)
@@ -199,7 +207,7 @@ def revoke(token, request=None):
     refresh never deletes the session the refresh just renewed.
     """
     # Locked by primary key alone, like a refresh (see _update_session), so the two cannot deadlock.
-    with transaction.atomic():
+    with transaction.atomic(using=_write_alias()):
         current_access_digest = (
             PersonalAccessToken.objects.select_for_update()
             .filter(pk=token.pk)
@@ -226,7 +234,7 @@ def revoke_sessions(queryset, request=None, user=None):
     # The rows are locked so that a refresh cannot swap an access digest between the read and the
     # delete; the cache entries of the digests read here are then exactly the ones to end.
     pks = list(queryset.values_list("pk", flat=True))
-    with transaction.atomic():
+    with transaction.atomic(using=_write_alias()):
         rows = list(PersonalAccessToken.objects.filter(pk__in=pks).select_for_update())
         PersonalAccessToken.objects.filter(pk__in=[row.pk for row in rows]).delete()
 

@@ -42,8 +42,8 @@ MAX_SESSION_ID = 2**31 - 1
 def is_decimal(text):
     """Return whether ``text`` is ASCII digits only.
 
-    ``str.isdigit()`` alone accepts other Unicode digits: ``int()`` reads "١" (Arabic-Indic one)
-    as 1 and raises ``ValueError`` for "²".
+    ``str.isdigit()`` alone accepts other Unicode digits: ``int()`` reads U+0661 (Arabic-Indic
+    digit one) as 1 and raises ``ValueError`` for U+00B2 (superscript two).
     """
     return text.isascii() and text.isdigit()
 
