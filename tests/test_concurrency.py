@@ -197,6 +197,8 @@ def race_refreshes(alice, isolation, refreshed_calls, lock_errors, rounds, threa
     session_id = current.token.pk
     access_token, refresh_token = current.access_token, current.refresh_token
     updated_at = current.token.updated_at
+    expires_access = current.token.expires_access_token
+    expires_refresh = current.token.expires_refresh_token
 
     for round_number in range(1, rounds + 1):
         outcomes = run_together([refresh_request(refresh_token)] * threads)
@@ -215,12 +217,16 @@ def race_refreshes(alice, isolation, refreshed_calls, lock_errors, rounds, threa
         assert row.access_token == sha256(body["access_token"])
         assert row.refresh_token == sha256(body["refresh_token"])
         assert row.updated_at > updated_at
+        assert row.expires_access_token > expires_access
+        assert row.expires_refresh_token > expires_refresh
         assert len(refreshed_calls) == round_number
 
         assert client.get(ME_URL, **bearer(access_token)).json()["code"] == "token_invalid"
         assert client.get(ME_URL, **bearer(body["access_token"])).status_code == 200
         access_token, refresh_token = body["access_token"], body["refresh_token"]
         updated_at = row.updated_at
+        expires_access = row.expires_access_token
+        expires_refresh = row.expires_refresh_token
 
     assert lock_errors() == []
 

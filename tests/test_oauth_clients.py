@@ -7,6 +7,8 @@ clock, which time-machine moves for the client and the server alike. The session
 settings from the environment, so every request goes to the live server.
 """
 
+import gc
+import threading
 from datetime import timedelta
 
 import pytest
@@ -21,6 +23,7 @@ from pat_tokens import services
 from pat_tokens.models import PersonalAccessToken
 
 CLIENT_ID = "example-cli"
+REQUEST_THREAD_TIMEOUT = 10
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
@@ -40,6 +43,24 @@ def throttle_counts_cleared():
     caches["default"].clear()
     yield
     caches["default"].clear()
+
+
+@pytest.fixture(autouse=True)
+def request_threads_finished():
+    """Wait after each test until the live server's request threads have ended.
+
+    An exception raised from a response (``invalid_grant``) keeps the client's keep-alive
+    connection open through the reference cycle of its traceback, and the server's thread for that
+    connection waits for another request. Left alone, such a thread ends when the interpreter
+    collects the cycle, possibly after the live server has stopped sharing its SQLite connection,
+    and then fails to close it. Collecting the cycles here closes those connections at once.
+    """
+    yield
+    gc.collect()
+    for thread in threading.enumerate():
+        if thread.name.endswith("(process_request_thread)"):
+            thread.join(timeout=REQUEST_THREAD_TIMEOUT)
+            assert not thread.is_alive(), "a live server request thread did not finish"
 
 
 @pytest.fixture
