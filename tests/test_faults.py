@@ -34,7 +34,7 @@ from pat_tokens.models import PersonalAccessToken
 
 from .factories import PASSWORD, UserFactory
 
-# Seconds to wait for a server to stop or to answer again.
+# Seconds to wait for a server to stop or to accept connections again.
 SERVER_WAIT_SECONDS = 60
 
 
@@ -304,7 +304,7 @@ class RedisServer:
             "--daemonize", "no",
         ]  # fmt: skip
         if self.persistent:
-            # Every write reaches the append-only file before Redis answers it.
+            # Every write reaches the append-only file before Redis replies to it.
             command += ["--appendonly", "yes", "--appendfsync", "always"]
         else:
             command += ["--appendonly", "no"]
@@ -312,13 +312,13 @@ class RedisServer:
             command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         deadline = time.monotonic() + SERVER_WAIT_SECONDS
-        while not self.answers():
+        while not self.is_up():
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.kill()
                 pytest.fail(f"redis-server on port {self.port} did not start")
             time.sleep(0.05)
 
-    def answers(self):
+    def is_up(self):
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
                 sock.sendall(b"PING\r\n")
@@ -361,7 +361,7 @@ def use_redis(settings, url):
         "faults": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": url,
-            # Without timeouts a Redis that stops answering would hang every request.
+            # Without timeouts a Redis that stops responding would hang every request.
             "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
         },
     }
@@ -519,7 +519,7 @@ class DatabaseServer:
         command = Path(f"/proc/{self.pid}/cmdline").read_bytes().split(b"\0")[:-1]
         return pid_file, [part.decode() for part in command]
 
-    def answers(self):
+    def is_up(self):
         try:
             with socket.create_connection((self.host, self.port), timeout=1):
                 pass
@@ -543,7 +543,7 @@ class DatabaseServer:
                 cursor.execute("SHUTDOWN")
             # The server stops listening before its process ends and removes its pid file.
             self._wait(lambda: not Path(f"/proc/{self.pid}").exists(), "exit")
-        self._wait(lambda: not self.answers(), "stop")
+        self._wait(lambda: not self.is_up(), "stop")
 
     def start(self):
         if self.is_postgres:
@@ -564,7 +564,7 @@ class DatabaseServer:
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )
-        self._wait(self.answers, "start")
+        self._wait(self.is_up, "start")
 
     def _pg_ctlcluster(self, version, name, *action):
         program = shutil.which("pg_ctlcluster") or "pg_ctlcluster"
@@ -602,7 +602,7 @@ def test_database_restart(transactional_db, quiet_request_log):
             wsgi_call("POST", "/auth/token/revoke/", token=session["access_token"]),
         ]
     finally:
-        if not server.answers():
+        if not server.is_up():
             server.start()
 
     assert [response.status_code for response in down] == [500, 500, 500, 500]

@@ -2,8 +2,8 @@
 
 Each worker thread has its own test client and its own database connection (closed when the thread
 ends). The workers share one pool of sessions, so they race each other on the same rows. A ledger
-records every token handed out and every response; when the threads are done the test checks the
-invariants against the database and the API:
+records every token handed out and every response. When the threads are done, the test checks
+these invariants against the database and the API:
 
 - no response is a 5xx and no request raises (no MySQL 1205 lock wait timeout or 1213 deadlock);
 - the rows left are exactly the sessions issued and not revoked or evicted, with the digests of the
