@@ -19,6 +19,8 @@ import threading
 import time
 
 from django.core.cache import caches
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from django.utils import timezone
 
 from .conf import pat_settings
@@ -29,12 +31,20 @@ KEY_PREFIX = "pat_tokens"
 # A tombstone must outlive any entry stored by a lookup that began before it was written.
 TOMBSTONE_EXTRA_SECONDS = 60
 
-# Digests whose invalidation failed, each with the time.monotonic() instant after which no entry
-# stored before the failure can remain. This process reads none of them from the cache, and it
-# sends their invalidation again once the cache answers: a cache that was unreachable, not empty,
-# may come back with the entries of sessions ended meanwhile.
+# (cache alias, digest) pairs whose invalidation failed, each with the time.monotonic() instant
+# after which no entry stored before the failure can remain. This process reads none of them from
+# that cache, and it sends their invalidation again once the cache responds: a cache that was
+# unreachable, not empty, may come back with the entries of sessions ended meanwhile.
 _unforgotten = {}
 _unforgotten_lock = threading.Lock()
+
+
+@receiver(setting_changed)
+def _forget_unforgotten_on_change(*, setting, **kwargs):
+    # Other caches or settings (as in tests): the pending invalidations no longer apply.
+    if setting in ("CACHES", "PAT_TOKENS"):
+        with _unforgotten_lock:
+            _unforgotten.clear()
 
 
 def get_cache():
@@ -71,7 +81,8 @@ def _warn(action, error, digests):
 
 def read(digest):
     """Return the cached row for an access digest, or ``None`` (also when the backend fails)."""
-    if pat_settings.CACHE_ALIAS is None or _is_unforgotten(digest):
+    alias = pat_settings.CACHE_ALIAS
+    if alias is None or _is_unforgotten(alias, digest):
         return None
     try:
         cache = get_cache()
@@ -80,7 +91,7 @@ def read(digest):
         # Any backend, any error: a cache must never be the reason a request fails.
         _warn("read", error, [digest])
         return None
-    _retry_invalidation(cache)
+    _retry_invalidation(alias, cache)
     return row
 
 
@@ -114,10 +125,10 @@ def forget(digests):
     try:
         _invalidate(get_cache(), digests)
     except Exception as error:
-        _remember_unforgotten(digests)
+        _remember_unforgotten(pat_settings.CACHE_ALIAS, digests)
         logger.error(
             "Token cache invalidation of %d session(s) failed; this process skips their entries "
-            "and retries when the cache answers, other processes may read them for up to %s: %s",
+            "and retries when the cache responds, other processes may read them for up to %s: %s",
             len(digests),
             pat_settings.CACHE_TIMEOUT,
             _describe(error, digests),
@@ -130,28 +141,30 @@ def _invalidate(cache, digests):
     cache.delete_many([_entry_key(digest) for digest in digests])
 
 
-def _remember_unforgotten(digests):
+def _remember_unforgotten(alias, digests):
     now = time.monotonic()
     deadline = now + pat_settings.CACHE_TIMEOUT.total_seconds()
     with _unforgotten_lock:
-        for digest in [digest for digest, until in _unforgotten.items() if until <= now]:
-            del _unforgotten[digest]
-        _unforgotten.update(dict.fromkeys(digests, deadline))
+        for key in [key for key, until in _unforgotten.items() if until <= now]:
+            del _unforgotten[key]
+        _unforgotten.update(dict.fromkeys(((alias, digest) for digest in digests), deadline))
 
 
-def _is_unforgotten(digest):
+def _is_unforgotten(alias, digest):
     with _unforgotten_lock:
-        deadline = _unforgotten.get(digest)
+        deadline = _unforgotten.get((alias, digest))
         if deadline is not None and deadline <= time.monotonic():
-            del _unforgotten[digest]
+            del _unforgotten[alias, digest]
             return False
         return deadline is not None
 
 
-def _retry_invalidation(cache):
-    """Send the failed invalidations again, now that ``cache`` has answered a read."""
+def _retry_invalidation(alias, cache):
+    """Send the failed invalidations for ``alias`` again, now that its cache answered a read."""
+    if not _unforgotten:
+        return
     with _unforgotten_lock:
-        pending = list(_unforgotten)
+        pending = [digest for pending_alias, digest in _unforgotten if pending_alias == alias]
     if not pending:
         return
     try:
@@ -161,7 +174,7 @@ def _retry_invalidation(cache):
         return
     with _unforgotten_lock:
         for digest in pending:
-            _unforgotten.pop(digest, None)
+            _unforgotten.pop((alias, digest), None)
     logger.info("Token cache invalidation of %d session(s) sent again", len(pending))
 
 
