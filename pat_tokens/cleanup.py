@@ -5,17 +5,18 @@ A session is expired from the instant of its refresh token's expiry on
 row can no longer authenticate, because an access token never outlives its refresh token, so its
 cached entry (if any) cannot grant access either and nothing is removed from the cache.
 
-Each batch is two statements, each in its own transaction:
+Each batch is:
 
 1. ``SELECT id ... WHERE expires_refresh_token <= %s ORDER BY expires_refresh_token LIMIT n``,
    which walks the ``expires_refresh_token`` index and returns at most ``n`` primary keys;
-2. ``DELETE ... WHERE id IN (<those keys>) AND expires_refresh_token <= %s``.
+2. in one short transaction, ``SELECT id, expires_refresh_token ... WHERE id IN (<those keys>)
+   FOR UPDATE``, then ``DELETE ... WHERE id IN (<the keys still expired>)``.
 
 The key list is sent as literal values. A sliced queryset as the ``IN`` subquery would put
-``LIMIT`` inside the subquery, which MySQL and MariaDB reject (error 1235). The ``DELETE``
-repeats the expiry condition, so a row refreshed between the two statements (by a server whose
-clock runs behind) is kept. Memory holds one batch of keys at a time, and row locks last one short
-``DELETE``, so the application keeps serving while a large backlog is cleared.
+``LIMIT`` inside the subquery, which MySQL and MariaDB reject (error 1235). The expiry is checked
+again under the lock, so a row refreshed between the statements (by a server whose clock runs
+behind) is kept. Memory holds one batch of keys at a time, and row locks last one short
+transaction, so the application keeps serving while a large backlog is cleared.
 
 No ``token_revoked`` signal is sent. Rows are deleted with ``QuerySet.delete()``, so if the
 project connects ``pre_delete`` or ``post_delete`` receivers to ``PersonalAccessToken``, Django
@@ -24,7 +25,7 @@ fetches each batch's rows to send those signals. Memory then stays bounded by th
 
 import logging
 
-from django.db import connections, router
+from django.db import connections, router, transaction
 from django.utils import timezone
 
 from .models import PersonalAccessToken
@@ -100,7 +101,7 @@ def delete_expired(batch_size=DEFAULT_BATCH_SIZE, now=None, using=None, on_batch
         if not keys:
             break
 
-        deleted, _ = expired_rows(now, using).filter(pk__in=keys).delete()
+        deleted = _delete_batch(keys, now, using)
         total += deleted
         if on_batch is not None and deleted:
             on_batch(deleted, total)
@@ -109,3 +110,29 @@ def delete_expired(batch_size=DEFAULT_BATCH_SIZE, now=None, using=None, on_batch
 
     logger.info("Deleted %d expired session(s)", total)
     return total
+
+
+def _delete_batch(keys, now, using):
+    """Delete the rows of ``keys`` that are still expired; return how many were deleted.
+
+    The rows are locked and deleted by primary key alone, as refresh and revoke lock them. A
+    ``DELETE`` that also filtered on ``expires_refresh_token`` let MariaDB lock entries of that
+    index first, and a refresh holding one of the rows then deadlocked with it (error 1213). The
+    expiry is checked again in Python, under the lock, so a row refreshed since the ``SELECT`` is
+    kept.
+    """
+    with transaction.atomic(using=using):
+        # access_token is fetched only to keep the read on the primary key: every secondary index
+        # holds the id, and (expires_refresh_token, id) alone would cover the query, so MariaDB
+        # would scan and lock that index instead.
+        locked = (
+            PersonalAccessToken.objects.using(using)
+            .select_for_update()
+            .filter(pk__in=keys)
+            .values_list("pk", "expires_refresh_token", "access_token")
+        )
+        still_expired = [pk for pk, expires_at, _ in locked if expires_at <= now]
+        if not still_expired:
+            return 0
+        deleted, _ = PersonalAccessToken.objects.using(using).filter(pk__in=still_expired).delete()
+    return deleted

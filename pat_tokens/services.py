@@ -64,13 +64,15 @@ def issue_pair(user, request=None):
     """
     access_token = tokens.generate(tokens.TokenKind.ACCESS)
     refresh_token = tokens.generate(tokens.TokenKind.REFRESH)
-    now = timezone.now()
-    expires_access, expires_refresh = _expiries(now)
 
     limit = pat_settings.MAX_SESSIONS_PER_USER
     with transaction.atomic(using=_write_alias()):
         if limit is not None:
             _lock_user(user)
+        # Read the clock after the lock: a login that waited must not look older than the one
+        # it waited for, or the eviction below would delete the session it is about to return.
+        now = timezone.now()
+        expires_access, expires_refresh = _expiries(now)
         row = PersonalAccessToken.objects.create(
             user=user,
             access_token=tokens.digest(access_token),

@@ -417,9 +417,6 @@ def wait_until_blocked_on_lock():
     raise AssertionError("the other connection never waited for the lock")
 
 
-# NOTE: issue_pair reads the clock before it waits for the user lock, so the waiting login's row
-# has the older created_at and is the one evicted. Reading the clock after the lock fixes it.
-@pytest.mark.xfail(strict=True, reason="issue_pair evicts the login that waited for the lock")
 def test_session_limit_keeps_login_that_waited(alice, settings):
     """A login that waited for the user lock keeps its new session; an older one is evicted."""
     settings.PAT_TOKENS = {**settings.PAT_TOKENS, "MAX_SESSIONS_PER_USER": 1}
