@@ -8,6 +8,10 @@
    its wall time and peak RSS (``ru_maxrss`` from ``os.wait4``).
 4. Stop the loop and compare its p99 while the command ran with its p99 before it started.
 
+``--pause SECONDS`` is an experiment: in place of the command, the child process calls
+``pat_tokens.cleanup.delete_expired`` with a pause after every batch, to show what spacing the
+batches out does to the other process's latency.
+
 Usage: ``BENCH_DB=mysql python -m bench.cleanup_under_load [--rows 1000000] [--batch-size N]``.
 """
 
@@ -35,6 +39,7 @@ from django.utils import timezone  # noqa: E402
 
 from bench import dataset, views  # noqa: E402
 from bench.stats import markdown_table, percentile  # noqa: E402
+from pat_tokens import cleanup  # noqa: E402
 from pat_tokens.models import PersonalAccessToken  # noqa: E402
 
 OWNERS = 1_000
@@ -150,11 +155,33 @@ def auth_loop(output, rate, max_seconds):
         )
 
 
-def run_command(batch_size):
+PAUSED_CLEANUP = """
+import os, sys, time
+os.environ["DJANGO_SETTINGS_MODULE"] = "bench.settings"
+import django
+django.setup()
+from pat_tokens import cleanup
+batch_size, pause = int(sys.argv[1]), float(sys.argv[2])
+total = cleanup.delete_expired(batch_size=batch_size, on_batch=lambda *args: time.sleep(pause))
+print(f"Deleted {total} expired sessions, pausing {pause} s after each batch.")
+"""
+
+
+def run_command(batch_size, pause=None):
     """Run ``clear_expired_tokens`` in a child process; return its time, peak RSS and output."""
-    command = [sys.executable, "-m", "django", "clear_expired_tokens", "--settings=bench.settings"]
-    if batch_size:
-        command.append(f"--batch-size={batch_size}")
+    if pause is None:
+        command = [
+            sys.executable,
+            "-m",
+            "django",
+            "clear_expired_tokens",
+            "--settings=bench.settings",
+        ]
+        if batch_size:
+            command.append(f"--batch-size={batch_size}")
+    else:
+        batch_size = batch_size or cleanup.DEFAULT_BATCH_SIZE
+        command = [sys.executable, "-c", PAUSED_CLEANUP, str(batch_size), str(pause)]
     environment = {**os.environ, "PYTHONPATH": str(settings.REPOSITORY_DIR)}
     output_path = settings.RAW_DIR / "cleanup-command.out"
     with open(output_path, "w") as output:
@@ -166,7 +193,7 @@ def run_command(batch_size):
         finished_ns = time.monotonic_ns()
     process.returncode = os.waitstatus_to_exitcode(status)
     return {
-        "command": " ".join(command[1:]),
+        "command": " ".join(command[1:]) if pause is None else f"delete_expired, {pause} s pauses",
         "exit_status": process.returncode,
         "started_ns": started_ns,
         "finished_ns": finished_ns,
@@ -193,7 +220,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="expired rows to insert")
     parser.add_argument("--batch-size", type=int, help="the command's --batch-size")
-    parser.add_argument("--rest", type=float, default=15, help="seconds of loop before cleanup")
+    parser.add_argument("--rest", type=float, default=30, help="seconds of loop before cleanup")
+    parser.add_argument("--pause", type=float, help="experiment: seconds to pause after each batch")
+    parser.add_argument("--output", help="JSON file (default bench/results/raw/cleanup-<db>.json)")
     parser.add_argument("--rate", type=float, default=200, help="authentications per second")
     parser.add_argument("--auth-loop", metavar="OUTPUT", help=argparse.SUPPRESS)
     parser.add_argument("--max-seconds", type=float, default=900, help=argparse.SUPPRESS)
@@ -224,7 +253,7 @@ def main():
     loop = subprocess.Popen(loop_command, cwd=settings.REPOSITORY_DIR)
     try:
         time.sleep(options.rest)
-        command = run_command(options.batch_size)
+        command = run_command(options.batch_size, options.pause)
         time.sleep(2)
     finally:
         os.kill(loop.pid, signal.SIGTERM)
@@ -243,6 +272,7 @@ def main():
         "expired_after": PersonalAccessToken.objects.expired().count(),
         "live_after": PersonalAccessToken.objects.live().count(),
         "command": command,
+        "pause_seconds": options.pause,
         "auth_rate": options.rate,
         "auth_failures": samples["failures"],
         "auth_p99_rest_us": rest_p99,
@@ -252,7 +282,9 @@ def main():
         "p99_ratio": during_p99 / rest_p99 if rest_p99 and during_p99 else None,
         "loadavg_after": os.getloadavg(),
     }
-    (settings.RAW_DIR / "cleanup-mysql.json").write_text(json.dumps(result, indent=1))
+    output = options.output or settings.RAW_DIR / f"cleanup-{settings.BENCH_DB}.json"
+    with open(output, "w") as handle:
+        json.dump(result, handle, indent=1)
 
     print(
         f"\nclear_expired_tokens on {options.rows} expired rows "

@@ -1,12 +1,13 @@
 """End-to-end load: gunicorn (2 sync workers) on 127.0.0.1 and ``wrk`` against each scheme.
 
-For each cache setting of this app (none, LocMemCache, RedisCache) one gunicorn is started on a
-free loopback port, with persistent database connections; ``wrk`` then runs a short warm-up and a
-measured run per scheme, sending the scheme's sample tokens in turn (``bench/wrk_tokens.lua``).
-gunicorn and wrk share this machine's cores, so the numbers compare schemes with each other and
-are no capacity figure for a real server.
+One gunicorn per cache setting of this app (none, LocMemCache, RedisCache) is started on a free
+loopback port, with persistent database connections. After a warm-up pass, ``wrk`` runs
+``--rounds`` interleaved rounds. Each round runs every scheme once, starting at a different
+scheme, and sends the scheme's sample tokens in turn (``bench/wrk_tokens.lua``). A scheme's
+figures are the medians over its rounds. gunicorn and wrk share this machine's cores, so the
+numbers compare schemes with each other and are no capacity figure for a real server.
 
-Usage: ``BENCH_DB=mysql python -m bench.load [--seconds 10] [--connections 16]``.
+Usage: ``BENCH_DB=mysql python -m bench.load [--rounds 3] [--seconds 5] [--connections 16]``.
 """
 
 import argparse
@@ -14,6 +15,7 @@ import json
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -94,7 +96,7 @@ def wait_until_serving(process, port, timeout=30):
                     return
         except OSError:  # URLError, a refused connection or a timed-out read
             time.sleep(0.2)
-    raise RuntimeError(f"gunicorn did not answer on port {port} within {timeout} s")
+    raise RuntimeError(f"gunicorn did not respond on port {port} within {timeout} s")
 
 
 def stop(process):
@@ -137,10 +139,51 @@ def run_wrk(url, keyword, tokens_file, seconds, threads, connections):
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
+def measure(servers, token_files, options):
+    """Run the warm-up and the interleaved rounds; return the wrk summaries by scheme."""
+    schemes = [
+        (port, path, label, keyword, token_files.get(sample_key))
+        for (port, _process), server_schemes in zip(servers, SERVERS.values(), strict=True)
+        for path, label, keyword, sample_key in server_schemes
+    ]
+    for port, path, _label, keyword, tokens_file in schemes:
+        url = f"http://127.0.0.1:{port}/{path}/"
+        run_wrk(url, keyword, tokens_file, options.warmup, options.threads, options.connections)
+
+    runs = {label: [] for _port, _path, label, _keyword, _tokens_file in schemes}
+    for round_index in range(options.rounds):
+        offset = round_index % len(schemes)
+        for port, path, label, keyword, tokens_file in schemes[offset:] + schemes[:offset]:
+            url = f"http://127.0.0.1:{port}/{path}/"
+            summary = run_wrk(
+                url, keyword, tokens_file, options.seconds, options.threads, options.connections
+            )
+            summary["requests_per_second"] = summary["requests"] / (summary["duration_us"] / 1e6)
+            runs[label].append(summary)
+            print(f"round {round_index + 1}, {label}: {summary['requests_per_second']:.0f}/s")
+    return runs
+
+
+def combine(label, summaries):
+    latency = {
+        key: statistics.median(summary["latency_us"][key] for summary in summaries)
+        for key in summaries[0]["latency_us"]
+    }
+    return {
+        "label": label,
+        "requests_per_second": statistics.median(s["requests_per_second"] for s in summaries),
+        "requests_per_second_rounds": [round(s["requests_per_second"]) for s in summaries],
+        "latency_us": latency,
+        "errors": sum(sum(summary["errors"].values()) for summary in summaries),
+        "requests": sum(summary["requests"] for summary in summaries),
+    }
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=10, help="measured seconds per scheme")
-    parser.add_argument("--warmup", type=int, default=3, help="warm-up seconds per scheme")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
+    parser.add_argument("--seconds", type=int, default=5, help="seconds per scheme and round")
+    parser.add_argument("--warmup", type=int, default=2, help="warm-up seconds per scheme")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections")
     options = parser.parse_args()
@@ -151,29 +194,18 @@ def main():
         token_files[key] = settings.RAW_DIR / f"wrk-tokens-{key}.txt"
         token_files[key].write_text("\n".join(sample[key]) + "\n")
 
-    results = []
-    for pat_cache, schemes in SERVERS.items():
-        port = free_port()
-        process = start_gunicorn(pat_cache, port, settings.RAW_DIR / "gunicorn.log")
-        try:
-            for path, label, keyword, sample_key in schemes:
-                url = f"http://127.0.0.1:{port}/{path}/"
-                tokens_file = token_files.get(sample_key)
-                run_wrk(
-                    url, keyword, tokens_file, options.warmup, options.threads, options.connections
-                )
-                summary = run_wrk(
-                    url, keyword, tokens_file, options.seconds, options.threads, options.connections
-                )
-                summary["label"] = label
-                summary["requests_per_second"] = summary["requests"] / (
-                    summary["duration_us"] / 1e6
-                )
-                results.append(summary)
-                print(f"{label}: {summary['requests_per_second']:.0f} requests/s", flush=True)
-        finally:
+    servers = []
+    try:
+        for pat_cache in SERVERS:
+            port = free_port()
+            log_path = settings.RAW_DIR / f"gunicorn-{pat_cache}.log"
+            servers.append((port, start_gunicorn(pat_cache, port, log_path)))
+        runs = measure(servers, token_files, options)
+    finally:
+        for _port, process in servers:
             stop(process)
 
+    results = [combine(label, summaries) for label, summaries in runs.items()]
     report = {
         "db": settings.BENCH_DB,
         "workers": WORKERS,
@@ -181,36 +213,38 @@ def main():
             "threads": options.threads,
             "connections": options.connections,
             "seconds": options.seconds,
+            "rounds": options.rounds,
         },
         "results": results,
         "loadavg_after": os.getloadavg(),
     }
     (settings.RAW_DIR / f"load-{settings.BENCH_DB}.json").write_text(json.dumps(report, indent=1))
 
+    print(
+        f"\n{settings.BENCH_DB}: gunicorn {WORKERS} workers per server, wrk {options.threads} "
+        f"threads, {options.connections} connections, {options.rounds} rounds of "
+        f"{options.seconds} s per scheme (medians over rounds)\n"
+    )
+    print(table(results))
+
+
+def table(results):
     rows = []
     for result in results:
         latency = result["latency_us"]
-        errors = sum(result["errors"].values())
         rows.append(
             [
                 result["label"],
                 f"{result['requests_per_second']:.0f}",
+                ", ".join(str(value) for value in result["requests_per_second_rounds"]),
                 f"{latency['p50'] / 1000:.1f}",
                 f"{latency['p90'] / 1000:.1f}",
                 f"{latency['p99'] / 1000:.1f}",
-                errors,
+                result["errors"],
             ]
         )
-    print(
-        f"\n{settings.BENCH_DB}: gunicorn {WORKERS} workers, wrk {options.threads} threads, "
-        f"{options.connections} connections, {options.seconds} s per scheme\n"
-    )
-    print(
-        markdown_table(
-            ["scheme", "requests/s", "p50 ms", "p90 ms", "p99 ms", "errors (socket + non-2xx)"],
-            rows,
-        )
-    )
+    headers = ["scheme", "requests/s", "per round", "p50 ms", "p90 ms", "p99 ms", "errors"]
+    return markdown_table(headers, rows)
 
 
 if __name__ == "__main__":

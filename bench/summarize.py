@@ -109,10 +109,12 @@ def main():
         "refresh": read("refresh-mysql.json"),
         "load": read("load-mysql.json"),
         "cleanup": read("cleanup-mysql.json"),
+        "cleanup_pause_experiment": read("cleanup-mysql-pause.json"),
         "loadavg_at_start": read("loadavg-start.json"),
     }
-    if summary["cleanup"]:
-        summary["cleanup"]["command"].pop("output", None)
+    for key in ("cleanup", "cleanup_pause_experiment"):
+        if summary[key]:
+            summary[key]["command"].pop("output", None)
     (RESULTS_DIR / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
 
     print(json.dumps({"machine": summary["machine"], "versions": summary["versions"]}, indent=1))
