@@ -31,7 +31,7 @@ from drf_spectacular.utils import (
 from rest_framework import serializers
 
 from .conf import pat_settings
-from .serializers import SessionSerializer
+from .serializers import MAX_IDENTIFIER_LENGTH, MAX_PASSWORD_LENGTH, SessionSerializer
 
 SECURITY_SCHEME_NAME = "personalAccessToken"
 FORM_MEDIA_TYPES = ("application/json", "application/x-www-form-urlencoded")
@@ -124,27 +124,33 @@ def _obtain_request_serializer():
     only by ``grant_type``; otherwise they are two shapes.
     """
     field = get_user_model().USERNAME_FIELD
+
+    def identifier(**kwargs):
+        return serializers.CharField(min_length=1, max_length=MAX_IDENTIFIER_LENGTH, **kwargs)
+
     grant_type = serializers.ChoiceField(
         choices=["password"],
         required=False,
         help_text="RFC 6749 section 4.3.2 password grant. With it, the identifier is `username`.",
     )
-    password = serializers.CharField(style={"input_type": "password"})
+    password = serializers.CharField(
+        min_length=1, max_length=MAX_PASSWORD_LENGTH, style={"input_type": "password"}
+    )
     if field == "username":
         return inline_serializer(
             "PatTokensObtainRequest",
-            {"username": serializers.CharField(), "password": password, "grant_type": grant_type},
+            {"username": identifier(), "password": password, "grant_type": grant_type},
         )
 
     credentials = inline_serializer(
         "PatTokensObtainRequest",
-        {field: serializers.CharField(), "password": password},
+        {field: identifier(), "password": password},
     )
     password_grant = inline_serializer(
         "PatTokensPasswordGrantRequest",
         {
             "grant_type": serializers.ChoiceField(choices=["password"]),
-            "username": serializers.CharField(help_text=f"The user's {field}."),
+            "username": identifier(help_text=f"The user's {field}."),
             "password": password,
         },
     )
