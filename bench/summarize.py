@@ -109,12 +109,10 @@ def main():
         "refresh": read("refresh-mysql.json"),
         "load": read("load-mysql.json"),
         "cleanup": read("cleanup-mysql.json"),
-        "cleanup_pause_experiment": read("cleanup-mysql-pause.json"),
         "loadavg_at_start": read("loadavg-start.json"),
     }
-    for key in ("cleanup", "cleanup_pause_experiment"):
-        if summary[key]:
-            summary[key]["command"].pop("output", None)
+    if summary["cleanup"]:
+        summary["cleanup"]["command"].pop("output", None)
     (RESULTS_DIR / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
 
     print(json.dumps({"machine": summary["machine"], "versions": summary["versions"]}, indent=1))
