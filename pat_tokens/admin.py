@@ -198,8 +198,12 @@ class PersonalAccessTokenAdmin(admin.ModelAdmin):
         # Sessions change only through the service layer (refresh), so every page is read-only.
         return False
 
-    def get_actions(self, request):
-        actions = super().get_actions(request)
+    def get_actions(self, request, action_location=None):
+        # Django 6.1 passes where the actions are shown; Django 5.2 has no such parameter.
+        if action_location is None:
+            actions = super().get_actions(request)
+        else:
+            actions = super().get_actions(request, action_location=action_location)
         # "Revoke selected sessions" replaces it, with the same (delete) permission.
         actions.pop("delete_selected", None)
         return actions
