@@ -7,10 +7,9 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 from rest_framework import authentication
 
-from . import cache, tokens
+from . import cache, lookup, tokens
 from .exceptions import BearerAuthenticationFailed, TokenExpired, TokenInvalid, UserInactive
 from .headers import get_bearer_token
-from .models import PersonalAccessToken
 
 logger = logging.getLogger(__name__)
 
@@ -97,10 +96,7 @@ def authenticate_token(token, request=None):
 
 
 def _fetch(digest):
-    try:
-        return PersonalAccessToken.objects.select_related("user").get(access_token=digest)
-    except PersonalAccessToken.DoesNotExist:
-        return None
+    return lookup.fetch(digest)
 
 
 def _log_failure(code, row, request):
