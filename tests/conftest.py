@@ -8,6 +8,17 @@ from pat_tokens import services
 
 from .factories import PASSWORD, UserFactory
 
+# The keys of every token response, shaped after RFC 6749 section 5.1.
+TOKEN_RESPONSE_KEYS = {
+    "token_type",
+    "access_token",
+    "expires_in",
+    "refresh_token",
+    "refresh_expires_in",
+    "access_token_expires_at",
+    "refresh_token_expires_at",
+}
+
 
 def pytest_report_header(config):
     return (

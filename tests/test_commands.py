@@ -18,19 +18,10 @@ from pat_tokens import cleanup, tokens
 from pat_tokens.models import PersonalAccessToken
 from pat_tokens.signals import token_issued, token_revoked
 
-from .conftest import bearer
+from .conftest import TOKEN_RESPONSE_KEYS, bearer
 from .factories import UserFactory
 
 FROZEN_AT = datetime(2030, 5, 17, 12, 0, 0, 250000, tzinfo=dt_timezone.utc)
-TOKEN_RESPONSE_KEYS = {
-    "token_type",
-    "access_token",
-    "expires_in",
-    "refresh_token",
-    "refresh_expires_in",
-    "access_token_expires_at",
-    "refresh_token_expires_at",
-}
 
 
 def run(*args, **options):

@@ -28,7 +28,7 @@ from rest_framework.response import Response
 
 from pat_tokens.authentication import PersonalAccessTokenAuthentication
 
-from .conftest import bearer
+from .conftest import TOKEN_RESPONSE_KEYS, bearer
 
 
 class HostAuthentication(PersonalAccessTokenAuthentication):
@@ -78,15 +78,6 @@ STATUSES = {
     "pat_tokens_revoke_all": {"204", "401"},
     "pat_tokens_session_list": {"200", "401"},
     "pat_tokens_session_delete": {"204", "401", "404"},
-}
-TOKEN_RESPONSE_KEYS = {
-    "token_type",
-    "access_token",
-    "expires_in",
-    "refresh_token",
-    "refresh_expires_in",
-    "access_token_expires_at",
-    "refresh_token_expires_at",
 }
 SESSION_KEYS = {
     "id",

@@ -20,20 +20,11 @@ from pat_tokens import services
 from pat_tokens.models import PersonalAccessToken
 from pat_tokens.signals import token_refreshed
 
-from .conftest import bearer
+from .conftest import TOKEN_RESPONSE_KEYS, bearer
 from .factories import UserFactory
 
 REFRESH_URL = "/auth/token/refresh/"
 ME_URL = "/api/me/"
-TOKEN_RESPONSE_KEYS = {
-    "token_type",
-    "access_token",
-    "expires_in",
-    "refresh_token",
-    "refresh_expires_in",
-    "access_token_expires_at",
-    "refresh_token_expires_at",
-}
 ACCESS_LIFETIME = timedelta(hours=1)
 REFRESH_LIFETIME = timedelta(days=14)
 FORM = "application/x-www-form-urlencoded"
