@@ -38,11 +38,10 @@ DEFAULT_BATCH_SIZE = 1000
 def max_batch_size(using):
     """Return the largest batch the database ``using`` accepts, or ``None`` for no limit.
 
-    A ``DELETE`` sends one parameter per key plus one for the expiry. Django assumes 999
-    parameters per statement on SQLite, the limit of SQLite releases before 3.32.
+    The locking read and the ``DELETE`` of a batch each send one parameter per key. Django 5.2
+    assumes 999 parameters per statement on SQLite, the limit of SQLite releases before 3.32.
     """
-    max_params = connections[using].features.max_query_params
-    return None if max_params is None else max_params - 1
+    return connections[using].features.max_query_params
 
 
 def database_alias():
