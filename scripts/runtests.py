@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""Run the whole test suite: on SQLite always, on MySQL/MariaDB and PostgreSQL when they answer.
+"""Run the whole test suite: always on SQLite, and on MySQL/MariaDB and PostgreSQL when reachable.
 
 Usage: ``python3 scripts/runtests.py [pytest arguments]``
 
 The script creates ``.venv`` on first use and installs the package with its test extras there.
 It then runs pytest once per database (and once more with an integer-keyed user model) and prints
 which databases it ran and which it skipped. With ``CI=true`` in the environment, a database
-server that does not answer is a failure, not a skip.
+server that cannot be reached is a failure, not a skip.
 
 Environment:
   PAT_TEST_MYSQL_URL     default mysql://root@127.0.0.1:3306/pat_tokens
@@ -89,7 +89,7 @@ def server_problem(kind, url):
         with socket.create_connection((host, port), timeout=3):
             return None
     except OSError as error:
-        return f"nothing answers at {host}:{port} ({error.strerror or error})"
+        return f"cannot connect to {host}:{port} ({error.strerror or error})"
 
 
 def run_pytest(label, env_overrides, pytest_args):
