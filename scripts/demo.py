@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """Set up the example project on SQLite and start it on http://127.0.0.1:8000/.
 
-Usage: ``python3 scripts/demo.py [port]``
+Usage: ``python3 scripts/demo.py [PORT]`` (default 8000, or the ``PORT`` environment variable)
 
 Creates ``.venv`` on first use (as ``scripts/runtests.py`` does), migrates the SQLite database in
 ``example_project/db.sqlite3``, creates or resets the superuser ``demo``, prints how to call the
 API with curl, and runs Django's development server until you press Ctrl+C.
 """
 
+import argparse
 import os
 import subprocess
 import sys
@@ -24,6 +25,7 @@ PASSWORD = "demo-password-1"  # noqa: S105 (a local demo account)
 INSTRUCTIONS = """
 The example project is starting at {base}/ (Ctrl+C stops it).
 
+  Index:      {base}/
   Admin:      {base}/admin/   (user {username}, password {password})
 
   Get a token pair:
@@ -47,7 +49,15 @@ def manage(*arguments):
 
 
 def main():
-    port = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("PORT", "8000")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "port",
+        nargs="?",
+        type=int,
+        default=int(os.environ.get("PORT", "8000")),
+        help="TCP port on 127.0.0.1 to serve on (default: %(default)s)",
+    )
+    port = parser.parse_args().port
     ensure_virtualenv()
     manage("migrate", "--verbosity", "0")
     manage("create_demo_user", "--username", USERNAME, "--password", PASSWORD)

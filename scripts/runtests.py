@@ -140,10 +140,13 @@ def planned_runs(pytest_args):
         label = f"{NAMES[kind]}, integer-keyed user model, USE_TZ off"
         runs.append((kind, label, {**env, **naive_time}, pytest_args))
 
-    only = {name for name in os.environ.get("PAT_TEST_ONLY", "").split(",") if name}
-    if only:
-        runs = [run for run in runs if run[0] in only]
     return runs
+
+
+def selected_kinds():
+    """Return the database kinds PAT_TEST_ONLY selects (all of them when it is unset)."""
+    only = {name for name in os.environ.get("PAT_TEST_ONLY", "").split(",") if name}
+    return only or set(NAMES)
 
 
 def main():
@@ -153,7 +156,10 @@ def main():
         return 0
 
     results, skipped, failed_servers = [], [], []
+    kinds = selected_kinds()
     for kind, label, env, args in planned_runs(pytest_args):
+        if kind not in kinds:
+            continue
         if kind != "sqlite":
             problem = server_problem(kind, env["DATABASE_URL"])
             if problem:
@@ -172,6 +178,8 @@ def main():
             f"  {label}: {counts['passed']} passed, {counts['failed']} failed, "
             f"{counts['skipped']} skipped: {state}"
         )
+    for kind in sorted(set(NAMES) - kinds):
+        say(f"  SKIPPED the {NAMES[kind]} suites: not selected by PAT_TEST_ONLY")
     for reason in skipped:
         say(f"  SKIPPED {reason}")
     for reason in failed_servers:

@@ -19,3 +19,19 @@ def plain_me(request):
     if not request.user.is_authenticated:
         return JsonResponse({"detail": "Authentication credentials were not provided."}, status=401)
     return JsonResponse(_describe(request.user))
+
+
+def index(request):
+    """List the example project's entry points, so that its root URL is not a 404."""
+    return JsonResponse(
+        {
+            "admin": "/admin/",
+            "obtain_token": "/auth/token/",
+            "refresh_token": "/auth/token/refresh/",
+            "revoke_token": "/auth/token/revoke/",
+            "revoke_all_tokens": "/auth/token/revoke-all/",
+            "sessions": "/auth/sessions/",
+            "me": "/api/me/",
+            "plain_me": "/plain/me/",
+        }
+    )
