@@ -100,7 +100,7 @@ def _fetch(digest):
 
 
 def _log_failure(code, row, request):
-    # An unknown or revoked token, or a disabled user, is worth an operator's attention; an
+    # An unknown or revoked token, or a disabled user, is worth an operator's attention. An
     # expired token is the normal end of an access token's life.
     level = logging.INFO if code == "token_expired" else logging.WARNING
     path = getattr(request, "path", None)

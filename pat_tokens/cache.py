@@ -6,9 +6,9 @@ query.
 
 Ending a session's cached access (revoke, refresh, a change to or deletion of its user) writes a
 *tombstone* for its digest and then deletes the entry. A lookup that missed the cache stores the
-row it read from the database and then reads the tombstone; when there is one, it deletes the entry
+row it read from the database and then reads the tombstone. When there is one, it deletes the entry
 it just stored. Whichever order the two sides run in, a session ended after the lookup's query
-cannot stay cached: either the deletion removes the new entry or the lookup sees the tombstone.
+cannot stay cached: either the deletion removes the new entry or the lookup reads the tombstone.
 
 Every cache call is guarded: when the backend fails, the error is logged and the caller carries on
 as if the cache were empty, so authentication falls back to the database.
@@ -160,7 +160,7 @@ def _is_unforgotten(alias, digest):
 
 
 def _retry_invalidation(alias, cache):
-    """Send the failed invalidations for ``alias`` again, now that its cache answered a read."""
+    """Send the failed invalidations for ``alias`` again, now that its cache read succeeded."""
     if not _unforgotten:
         return
     with _unforgotten_lock:

@@ -44,8 +44,8 @@ def check_rest_framework_installed(app_configs=None, **kwargs):
 def check_authentication_class_order(app_configs=None, **kwargs):
     """Warn when a class without a challenge comes before ours in DEFAULT_AUTHENTICATION_CLASSES.
 
-    DRF takes the ``WWW-Authenticate`` header from the first class only; when that class returns
-    none, DRF answers 403 instead of 401 and clients cannot tell that their token was rejected.
+    DRF takes the ``WWW-Authenticate`` header from the first class only. When that class returns
+    none, DRF returns 403 instead of 401, and clients cannot tell that their token was rejected.
     """
     from rest_framework.settings import api_settings
 

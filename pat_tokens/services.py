@@ -177,9 +177,9 @@ def _update_session(pk, refresh_digest, now, changes):
     """Apply ``changes`` to session ``pk`` if it still has ``refresh_digest`` and has not expired.
 
     Return ``(updated, the access digest replaced)``. The row is locked with ``SELECT ... FOR
-    UPDATE`` and compared in Python, so a refresh waiting for the lock sees what the one before it
-    wrote: with rotation it finds another refresh digest and loses, without rotation it learns
-    the access digest it replaces and can end that token's cache entry.
+    UPDATE`` and compared in Python, so a refresh waiting for the lock reads what the one before it
+    wrote. With rotation it finds another refresh digest and loses. Without rotation it reads the
+    access digest it replaces and can end that token's cache entry.
 
     Every statement here finds the row by primary key alone, as :func:`revoke` does. A
     conditional ``UPDATE ... WHERE id = %s AND refresh_token = %s AND expires_refresh_token > %s``
@@ -208,7 +208,8 @@ def revoke(token, request=None):
     Return ``False`` when the row was refreshed or deleted meanwhile, so that a revoke racing a
     refresh never deletes the session the refresh just renewed.
     """
-    # Locked by primary key alone, like a refresh (see _update_session), so the two cannot deadlock.
+    # Lock by primary key alone, as a refresh does (see _update_session): locking through the
+    # expiry index as well let the two deadlock on MariaDB.
     with transaction.atomic(using=_write_alias()):
         current_access_digest = (
             PersonalAccessToken.objects.select_for_update()
@@ -234,7 +235,7 @@ def revoke_sessions(queryset, request=None, user=None):
     ``token_revoked`` is sent once per user concerned.
     """
     # The rows are locked so that a refresh cannot swap an access digest between the read and the
-    # delete; the cache entries of the digests read here are then exactly the ones to end.
+    # delete. The cache entries of the digests read here are then exactly the ones to end.
     pks = list(queryset.values_list("pk", flat=True))
     with transaction.atomic(using=_write_alias()):
         rows = list(PersonalAccessToken.objects.filter(pk__in=pks).select_for_update())

@@ -10,7 +10,7 @@ class TokenViewRateThrottle(ScopedRateThrottle):
     """A scoped throttle whose rate falls back to ``PAT_TOKENS["THROTTLE_RATES"]``.
 
     The scope is ``pat_tokens.<view>``. A host's ``DEFAULT_THROTTLE_RATES`` entry for the scope
-    wins; otherwise the app's rate for the view applies, and ``None`` (or no rate at all) means no
+    wins. Otherwise the app's rate for the view applies, and ``None`` (or no rate at all) means no
     limit. DRF's own ``ScopedRateThrottle`` raises ``ImproperlyConfigured`` for a scope without
     a rate.
     """

@@ -66,7 +66,7 @@ class PatTokensAPIView(APIView):
         if isinstance(exc, RequestDataTooBig):
             exc = RequestTooLarge()
         elif isinstance(exc, (TooManyFieldsSent, TooManyFilesSent)):
-            # Django would answer these with its own HTML 400 page, without a code.
+            # Django would return its own HTML 400 page for these, without a code.
             exc = ParseError(str(exc))
         response = super().handle_exception(exc)
 

@@ -5,6 +5,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from pat_tokens import services
+from pat_tokens.signals import token_revoked
 
 from .factories import PASSWORD, UserFactory
 
@@ -46,6 +47,19 @@ def _clear_default_cache():
     from django.core.cache import caches
 
     caches["default"].clear()
+
+
+@pytest.fixture
+def revoked_calls():
+    """The keyword arguments of every ``token_revoked`` sent during the test."""
+    calls = []
+
+    def receiver(sender, **kwargs):
+        calls.append({"sender": sender, **kwargs})
+
+    token_revoked.connect(receiver)
+    yield calls
+    token_revoked.disconnect(receiver)
 
 
 @pytest.fixture

@@ -54,10 +54,10 @@ def test_unknown_digest_is_none(db):
 
 
 def test_unexpected_query_shape_falls_back_to_orm(pair, monkeypatch):
-    def refuse(self, using):
+    def reject_shape(self, using):
         raise lookup.UnsupportedQuery("a shape this module does not read")
 
-    monkeypatch.setattr(lookup.CompiledLookup, "__init__", refuse)
+    monkeypatch.setattr(lookup.CompiledLookup, "__init__", reject_shape)
     digest = tokens.digest(pair.access_token)
 
     row = lookup.fetch(digest)

@@ -7,7 +7,6 @@ from django.test.utils import CaptureQueriesContext
 from pat_tokens import services
 from pat_tokens.authentication import authenticate_token
 from pat_tokens.models import PersonalAccessToken
-from pat_tokens.signals import token_revoked
 
 from .conftest import bearer
 
@@ -19,19 +18,6 @@ CHALLENGE = 'Bearer realm="api"'
 INVALID_TOKEN_CHALLENGE = 'Bearer realm="api", error="invalid_token"'
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def revoked_calls():
-    """The keyword arguments of every ``token_revoked`` sent during the test."""
-    calls = []
-
-    def receiver(sender, **kwargs):
-        calls.append({"sender": sender, **kwargs})
-
-    token_revoked.connect(receiver)
-    yield calls
-    token_revoked.disconnect(receiver)
 
 
 def assert_error(response, status, code):

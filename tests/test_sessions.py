@@ -10,7 +10,6 @@ from django.test.utils import CaptureQueriesContext
 
 from pat_tokens import services
 from pat_tokens.models import PersonalAccessToken
-from pat_tokens.signals import token_revoked
 
 from .conftest import bearer
 
@@ -27,19 +26,6 @@ SESSION_FIELDS = {
 TIMESTAMP_FIELDS = ("created_at", "updated_at", "expires_access_token", "expires_refresh_token")
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def revoked_calls():
-    """The keyword arguments of every ``token_revoked`` sent during the test."""
-    calls = []
-
-    def receiver(sender, **kwargs):
-        calls.append({"sender": sender, **kwargs})
-
-    token_revoked.connect(receiver)
-    yield calls
-    token_revoked.disconnect(receiver)
 
 
 def detail_url(session_id):

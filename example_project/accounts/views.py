@@ -8,14 +8,14 @@ def _describe(user):
 
 
 class MeView(APIView):
-    """The authenticated user, for DRF clients."""
+    """Return the authenticated user to DRF clients."""
 
     def get(self, request):
         return Response(_describe(request.user))
 
 
 def plain_me(request):
-    """The authenticated user, for a plain Django view behind the bearer middleware."""
+    """Return the authenticated user from a plain Django view behind the bearer middleware."""
     if not request.user.is_authenticated:
         return JsonResponse({"detail": "Authentication credentials were not provided."}, status=401)
     return JsonResponse(_describe(request.user))
